@@ -1,0 +1,69 @@
+"""Configuration of resource metrics, leak detection and the tracemalloc hunt.
+
+Each default is explained beside its field; the README's configuration table repeats the reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from otel_hardening import _env
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    enabled: bool = True
+    """``OTEL_PYTHON_HARDENING_RESOURCES``: process metrics, the leak sampler and the automatic hunt."""
+    interval: float = 10.0
+    """Seconds between leak-sampler ticks: 60 points per 10-minute window at ~0.2 ms CPU a tick."""
+    leak_window: float = 600.0
+    """Seconds of history the trend detector judges. Long enough for four blocks that each hold
+    several GC / load cycles, short enough to flag a leak within minutes."""
+    leak_warmup: float = 300.0
+    """Seconds after start whose samples are ignored: imports, pools and caches fill first."""
+    leak_min_memory_rate: float = 1024.0
+    """Memory growth below this (bytes/s, ~84 MiB/day) is not reported as a leak: slower growth
+    sits inside RSS noise over one window and a weekly deploy hides it anyway."""
+    leak_min_count_growth: float = 3.0
+    """fds/threads/tasks must grow by at least this many over one window to be a leak."""
+    uss: bool = True
+    """Measure USS on the sampler thread (reads smaps_rollup: ~6.5 ms CPU per GiB of RSS a tick)."""
+    hunt_auto: bool = True
+    """Run one tracemalloc hunt in a background thread when a memory leak is first suspected."""
+    hunt_duration: float = 30.0
+    """Seconds between the two snapshots of an automatic hunt: several leak steps, bounded cost."""
+    hunt_frames: int = 5
+    """Frames kept per allocation: enough for a short traceback; memory grows with the depth."""
+    hunt_top: int = 10
+    """Allocation sites reported by an automatic hunt."""
+    hunt_cooldown: float = 3600.0
+    """Seconds between automatic hunts: tracemalloc costs 2-5x CPU while on, at most once an hour."""
+    hunt_max_memory: int = 64 * 1024 * 1024
+    """Bytes tracemalloc may use for itself; past it the hunt takes its second snapshot early."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ResourceConfig:
+        d = cls()
+        secs = "a number of seconds > 0"
+        return cls(
+            enabled=_env.flag(env, "RESOURCES", d.enabled),
+            interval=_env.read(env, "RESOURCE_INTERVAL", _env.positive_float, d.interval, secs),
+            leak_window=_env.read(env, "LEAK_WINDOW", _env.positive_float, d.leak_window, secs),
+            leak_warmup=_env.read(env, "LEAK_WARMUP", _env.non_negative_float, d.leak_warmup,
+                                  "a number of seconds >= 0"),
+            leak_min_memory_rate=_env.read(env, "LEAK_MIN_MEMORY_RATE", _env.non_negative_float,
+                                           d.leak_min_memory_rate, "a number of bytes per second >= 0"),
+            leak_min_count_growth=_env.read(env, "LEAK_MIN_COUNT_GROWTH", _env.positive_float,
+                                            d.leak_min_count_growth, "a number > 0"),
+            uss=_env.flag(env, "RESOURCE_USS", d.uss),
+            hunt_auto=_env.flag(env, "LEAK_HUNT", d.hunt_auto),
+            hunt_duration=_env.read(env, "LEAK_HUNT_DURATION", _env.positive_float, d.hunt_duration, secs),
+            hunt_frames=_env.read(env, "LEAK_HUNT_FRAMES", _env.positive_int, d.hunt_frames,
+                                  "a whole number >= 1"),
+            hunt_top=_env.read(env, "LEAK_HUNT_TOP", _env.positive_int, d.hunt_top, "a whole number >= 1"),
+            hunt_cooldown=_env.read(env, "LEAK_HUNT_COOLDOWN", _env.non_negative_float, d.hunt_cooldown,
+                                    "a number of seconds >= 0"),
+            hunt_max_memory=_env.read(env, "LEAK_HUNT_MAX_MEMORY", _env.positive_int, d.hunt_max_memory,
+                                      "a number of bytes >= 1"),
+        )

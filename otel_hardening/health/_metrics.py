@@ -1,0 +1,86 @@
+"""Health as telemetry: two one-hot gauges and a log record on every change of the process status.
+
+OTel API only; the application owns the SDK. Callbacks read the latest report and never raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+from otel_hardening._logging import log_once
+from otel_hardening.health._model import HealthReport, Status
+
+SCOPE = "otel_hardening.health"
+STATE = "hardening.health.state"
+COMPONENT = "hardening.health.component"
+PREVIOUS = "hardening.health.previous_state"
+REASONS = "hardening.health.reasons"
+EVENT_NAME = "hardening.health.change"
+
+
+class HealthMetrics:
+    """``hardening.health.status`` and ``hardening.health.component.status``: one series per state,
+    1 for the current state and 0 for the others, so ``max by (state)`` or ``== 1`` selects it."""
+
+    def __init__(self, latest: Callable[[], HealthReport | None],
+                 meter_provider: MeterProvider | None = None) -> None:
+        self._latest = latest
+        provider = meter_provider or metrics.get_meter_provider()
+        meter = provider.get_meter(SCOPE)
+        meter.create_observable_gauge(
+            "hardening.health.status", callbacks=[self._status], unit="1",
+            description="Process health: 1 for the current state (healthy, degraded, critical), 0 otherwise")
+        meter.create_observable_gauge(
+            "hardening.health.component.status", callbacks=[self._components], unit="1",
+            description="Health of one component:measurement: 1 for its current state, 0 otherwise")
+
+    def _report(self) -> HealthReport | None:
+        try:
+            return self._latest()
+        except Exception:
+            log_once("health:metrics", logging.WARNING, "otel_hardening: health gauges could not be read",
+                     exc_info=True)
+            return None
+
+    def _status(self, options: CallbackOptions) -> Iterable[Observation]:
+        report = self._report()
+        if report is None:
+            return []
+        return [Observation(int(s is report.status), {STATE: s.value}) for s in Status]
+
+    def _components(self, options: CallbackOptions) -> Iterable[Observation]:
+        report = self._report()
+        if report is None:
+            return []
+        return [Observation(int(s is c.status), {COMPONENT: c.name, STATE: s.value})
+                for c in report.components for s in Status]
+
+
+def emit_change(logger_provider: object | None, previous: Status | None, report: HealthReport) -> None:
+    """An OTel log record (event ``hardening.health.change``) naming the new state and its reasons."""
+    try:
+        from opentelemetry import _logs
+
+        provider = logger_provider if logger_provider is not None else _logs.get_logger_provider()
+        otel_logger = provider.get_logger(SCOPE)  # type: ignore[attr-defined]
+        severity = {Status.HEALTHY: _logs.SeverityNumber.INFO, Status.DEGRADED: _logs.SeverityNumber.WARN,
+                    Status.CRITICAL: _logs.SeverityNumber.ERROR}[report.status]
+        reasons = list(report.reasons)
+        was = previous.value if previous is not None else "unknown"
+        body = f"health {was} -> {report.status.value}"
+        if reasons:
+            body += ": " + "; ".join(reasons)
+        otel_logger.emit(
+            severity_number=severity,
+            severity_text=severity.name,
+            body=body,
+            attributes={STATE: report.status.value, PREVIOUS: was, REASONS: reasons},
+            event_name=EVENT_NAME,
+        )
+    except Exception:
+        log_once("health:log-record", logging.WARNING,
+                 "otel_hardening: could not emit the health change log record", exc_info=True)

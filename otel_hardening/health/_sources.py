@@ -1,0 +1,242 @@
+"""Turning what other parts of the package (and the OTel SDK) observe into components.
+
+Each source is a small object with ``components(now) -> list[ComponentStatus]``; none of them raises.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from otel_hardening.health._model import ComponentStatus, Status, cap_noncritical
+from otel_hardening.health.config import HealthConfig
+
+Clock = Callable[[], float]
+
+_CIRCUIT = {
+    "closed": (Status.HEALTHY, "circuit closed"),
+    "half_open": (Status.DEGRADED, "circuit half-open: trial requests only"),
+    "open": (Status.CRITICAL, "circuit open: calls are rejected"),
+}
+_CIRCUIT_RANK = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class UpstreamLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def circuit_state(self) -> str: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+
+
+def _registry_snapshot() -> Sequence[UpstreamLike]:
+    from otel_hardening.http import registry
+
+    return registry.snapshot()
+
+
+def _ratio_status(ratio: float, degraded: float, critical: float | None) -> Status:
+    if critical is not None and ratio > critical:
+        return Status.CRITICAL
+    if ratio > degraded:
+        return Status.DEGRADED
+    return Status.HEALTHY
+
+
+class Upstreams:
+    """Circuit state, retry ratio and error ratio per upstream, ratios over a sliding window.
+
+    Counters in the registry are monotonic since start; the window is the difference between the
+    newest snapshot and the newest one at least ``window`` seconds old (or zero on the first sample).
+    """
+
+    def __init__(self, config: HealthConfig, snapshot: Callable[[], Sequence[UpstreamLike]] | None = None):
+        self._config = config
+        self._snapshot = snapshot or _registry_snapshot
+        self._history: collections.deque[tuple[float, dict[str, tuple[int, int, int, int]]]] = (
+            collections.deque(maxlen=4096))
+
+    def components(self, now: float) -> list[ComponentStatus]:
+        cfg = self._config
+        ups: dict[str, UpstreamLike] = {}
+        current: dict[str, tuple[int, int, int, int]] = {}
+        for u in self._snapshot():  # one upstream may appear once per policy set: merge by name
+            counts = (u.calls, u.attempts, u.retries, u.failures)
+            if u.name in ups:
+                counts = tuple(a + b for a, b in zip(current[u.name], counts, strict=True))  # type: ignore[assignment]
+                if _CIRCUIT_RANK.get(u.circuit_state, 1) <= _CIRCUIT_RANK.get(ups[u.name].circuit_state, 1):
+                    u = ups[u.name]
+            ups[u.name] = u
+            current[u.name] = counts
+        self._history.append((now, current))
+        while len(self._history) >= 2 and self._history[1][0] <= now - cfg.window:
+            self._history.popleft()
+        base = self._history[0][1] if len(self._history) >= 2 else {}
+        out: list[ComponentStatus] = []
+        for u in ups.values():
+            b = base.get(u.name, (0, 0, 0, 0))
+            c = current[u.name]
+            if any(c[i] < b[i] for i in range(4)):  # counters were reset: count from zero
+                b = (0, 0, 0, 0)
+            calls, attempts, retries, failures = (c[i] - b[i] for i in range(4))
+            status, reason = _CIRCUIT.get(u.circuit_state, (Status.DEGRADED, "unknown circuit state"))
+            found = [ComponentStatus(u.name, "circuit", status, reason, u.circuit_state)]
+            if attempts >= cfg.min_calls:
+                ratio = retries / attempts
+                status = _ratio_status(ratio, cfg.retry_ratio_degraded, None)
+                reason = (f"{retries} retries in {attempts} attempts over {cfg.window:g}s"
+                          f" (degraded above {cfg.retry_ratio_degraded:g})")
+                found.append(ComponentStatus(u.name, "retries", status, reason, round(ratio, 4), "ratio"))
+            else:
+                found.append(ComponentStatus(u.name, "retries", Status.HEALTHY,
+                                             f"too few attempts to judge ({attempts} < {cfg.min_calls})",
+                                             None, "ratio"))
+            if calls >= cfg.min_calls:
+                ratio = failures / calls
+                status = _ratio_status(ratio, cfg.error_ratio_degraded, cfg.error_ratio_critical)
+                reason = (f"{failures} of {calls} calls failed over {cfg.window:g}s (degraded above "
+                          f"{cfg.error_ratio_degraded:g}, critical above {cfg.error_ratio_critical:g})")
+                found.append(ComponentStatus(u.name, "errors", status, reason, round(ratio, 4), "ratio"))
+            else:
+                found.append(ComponentStatus(u.name, "errors", Status.HEALTHY,
+                                             f"too few calls to judge ({calls} < {cfg.min_calls})",
+                                             None, "ratio"))
+            out.extend(cap_noncritical(f, cfg.noncritical, u.host) for f in found)
+        return out
+
+
+def _resources_snapshot() -> Any:
+    try:
+        from otel_hardening import resources
+    except ImportError:
+        return None
+    snap = getattr(resources, "snapshot", None)
+    return snap() if callable(snap) else None
+
+
+class Resources:
+    """fd usage, memory against the cgroup limit, suspected leaks and the resource sampler's liveness."""
+
+    def __init__(self, config: HealthConfig, snapshot: Callable[[], Any] | None = None):
+        self._config = config
+        self._snapshot = snapshot or _resources_snapshot
+        self.sampler_alive: bool | None = None
+        """Last seen ``sampler_alive``; None when resource tracking is absent."""
+
+    def components(self, now: float) -> list[ComponentStatus]:
+        cfg = self._config
+        snap = self._snapshot()
+        if snap is None:
+            self.sampler_alive = None
+            return []
+        out: list[ComponentStatus] = []
+        fd_ratio = getattr(snap, "fd_usage_ratio", None)
+        if fd_ratio is not None:
+            status = _ratio_status(fd_ratio, cfg.fd_degraded, cfg.fd_critical)
+            out.append(ComponentStatus("fds", "utilization", status,
+                                       f"{fd_ratio:.0%} of the fd limit in use (degraded above "
+                                       f"{cfg.fd_degraded:.0%}, critical above {cfg.fd_critical:.0%})",
+                                       round(fd_ratio, 4), "ratio", "system"))
+        usage, limit = getattr(snap, "memory_usage", None), getattr(snap, "memory_limit", None)
+        if usage is not None and limit:
+            ratio = usage / limit
+            status = _ratio_status(ratio, cfg.memory_degraded, cfg.memory_critical)
+            out.append(ComponentStatus("memory", "utilization", status,
+                                       f"{ratio:.0%} of the cgroup memory limit in use (degraded "
+                                       f"above {cfg.memory_degraded:.0%}, critical above "
+                                       f"{cfg.memory_critical:.0%})",
+                                       round(ratio, 4), "ratio", "system"))
+        leaks: Mapping[str, bool] = getattr(snap, "leaks", None) or {}
+        rates: Mapping[str, float] = getattr(snap, "growth_rates", None) or {}
+        for kind in sorted(leaks):
+            rate = rates.get(kind)
+            if leaks[kind]:
+                shown = f" (growing {rate:.3g}/s)" if isinstance(rate, int | float) else ""
+                out.append(ComponentStatus("leak", kind, Status.DEGRADED, f"suspected {kind} leak{shown}",
+                                           rate, "per_second", "system"))
+            else:
+                out.append(ComponentStatus("leak", kind, Status.HEALTHY, f"no {kind} leak suspected",
+                                           rate, "per_second", "system"))
+        alive = getattr(snap, "sampler_alive", None)
+        self.sampler_alive = None if alive is None else bool(alive)
+        if alive is False:
+            out.append(ComponentStatus("resources", "sampler", Status.DEGRADED,
+                                       "the resource sampler thread is not running: leak data is stale",
+                                       component_type="system"))
+        return out
+
+
+_EXPORT_LOGGERS = ("opentelemetry.sdk", "opentelemetry.exporter")
+
+
+class ExportHealth(logging.Handler):
+    """Counts the OTel SDK's own reports of export trouble (there is no public self-metric to read).
+
+    The batch processors log ``Queue full, dropping ...`` and ``Exception while exporting ...``; the
+    OTLP exporters log ``Failed to export ...`` and ``Transient error ... retrying``. Only the message
+    template is kept (its arguments may hold endpoints with credentials). Attached to the
+    ``opentelemetry`` logger at WARNING; if the app raises that logger's level above WARNING the
+    warnings never exist and only errors are seen.
+    """
+
+    def __init__(self, config: HealthConfig, clock: Clock) -> None:
+        super().__init__(logging.WARNING)
+        self._config = config
+        self._clock = clock
+        self._events: collections.deque[tuple[float, str, str]] = collections.deque(maxlen=512)
+        self._events_lock = threading.Lock()
+        self.failures = 0
+        self.dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if not record.name.startswith(_EXPORT_LOGGERS):
+                return
+            template = str(record.msg)[:200]
+            low = template.lower()
+            if "drop" in low:
+                kind = "dropped"
+            elif "export" in low:
+                kind = "failure"
+            else:
+                return
+            with self._events_lock:
+                self._events.append((self._clock(), kind, template))
+                if kind == "dropped":
+                    self.dropped += 1
+                else:
+                    self.failures += 1
+        except Exception:  # a logging handler must never raise into the SDK's thread
+            pass
+
+    def attach(self) -> None:
+        logging.getLogger("opentelemetry").addHandler(self)
+
+    def detach(self) -> None:
+        logging.getLogger("opentelemetry").removeHandler(self)
+
+    def components(self, now: float) -> list[ComponentStatus]:
+        window = self._config.window
+        with self._events_lock:
+            recent = [e for e in self._events if e[0] >= now - window]
+        if not recent:
+            return [ComponentStatus("telemetry", "export", Status.HEALTHY,
+                                    f"no export failures or drops in the last {window:g}s", 0, "events")]
+        failures = sum(1 for e in recent if e[1] == "failure")
+        dropped = len(recent) - failures
+        last = recent[-1][2]
+        return [ComponentStatus("telemetry", "export", Status.DEGRADED,
+                                f"{failures} export failure and {dropped} drop reports from the OTel "
+                                f"SDK in the last {window:g}s; last: {last!r}", len(recent), "events")]

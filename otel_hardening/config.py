@@ -1,0 +1,142 @@
+"""Typed configuration, read from ``OTEL_PYTHON_HARDENING_*`` or built in code for ``install()``.
+
+Every default is explained in the README's configuration table; the short version sits beside each
+field here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from otel_hardening import _env
+from otel_hardening.health.config import HealthConfig
+from otel_hardening.resources.config import ResourceConfig
+
+DEFAULT_RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how often one logical request is attempted again."""
+
+    max_attempts: int = 3
+    """Total attempts, the first included: two retries ride out a blip without tripling load for long."""
+    backoff_initial: float = 0.1
+    """Upper bound of the first (fully jittered) wait, seconds."""
+    backoff_max: float = 5.0
+    """No single wait is longer than this, seconds."""
+    deadline: float = 30.0
+    """Total time one logical request may take across attempts and waits, seconds."""
+    retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+    """Statuses worth another attempt; 500 is opt-in because it usually means a bug, not a blip."""
+    retry_after_max: float = 60.0
+    """Longest ``Retry-After`` honoured; a longer one ends the retries instead."""
+    retry_non_idempotent: bool = False
+    """Retry POST/PATCH without an ``Idempotency-Key``: off, a resent payment is worse than an error."""
+    buffer_max: int = 1024 * 1024
+    """Bytes of response body read inside the retry layer so a reset mid-body can be retried."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RetryPolicy:
+        d = cls()
+        initial = _env.read(env, "RETRY_BACKOFF_INITIAL", _env.positive_float, d.backoff_initial,
+                            "a number of seconds > 0")
+        return cls(
+            max_attempts=_env.read(env, "RETRY_MAX_ATTEMPTS", _env.positive_int, d.max_attempts,
+                                   "a whole number >= 1 (total attempts, the first included)"),
+            backoff_initial=initial,
+            backoff_max=max(initial, _env.read(env, "RETRY_BACKOFF_MAX", _env.positive_float,
+                                               d.backoff_max, "a number of seconds > 0")),
+            deadline=_env.read(env, "RETRY_DEADLINE", _env.positive_float, d.deadline,
+                               "a number of seconds > 0"),
+            retry_statuses=_env.read(env, "RETRY_STATUSES", _env.status_codes, d.retry_statuses,
+                                     "comma-separated HTTP status codes, e.g. 408,429,502,503,504"),
+            retry_after_max=_env.read(env, "RETRY_AFTER_MAX", _env.non_negative_float,
+                                      d.retry_after_max, "a number of seconds >= 0"),
+            retry_non_idempotent=_env.flag(env, "RETRY_NON_IDEMPOTENT", d.retry_non_idempotent),
+            buffer_max=_env.read(env, "RETRY_BUFFER_MAX", _env.positive_int, d.buffer_max,
+                                 "a number of bytes >= 1"),
+        )
+
+
+@dataclass(frozen=True)
+class BudgetPolicy:
+    """Per-upstream retry budget (token bucket, as Finagle's RetryBudget)."""
+
+    ratio: float = 0.2
+    """Retries may add at most this share of the request rate: an outage costs 1.2x load, not 3x."""
+    min_per_second: float = 10.0
+    """Retries always allowed per second, so quiet clients still retry."""
+    ttl: float = 10.0
+    """Seconds a deposit stays usable; bounds the burst a long quiet period can save up."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> BudgetPolicy:
+        d = cls()
+        return cls(
+            ratio=_env.read(env, "RETRY_BUDGET_RATIO", _env.non_negative_float, d.ratio,
+                            "a number >= 0 (0.2 = retries add at most 20% load)"),
+            min_per_second=_env.read(env, "RETRY_BUDGET_MIN_PER_SECOND", _env.non_negative_float,
+                                     d.min_per_second, "a number of retries per second >= 0"),
+            ttl=_env.read(env, "RETRY_BUDGET_TTL", _env.positive_float, d.ttl, "a number of seconds > 0"),
+        )
+
+
+@dataclass(frozen=True)
+class CircuitPolicy:
+    """Per-upstream circuit breaker."""
+
+    fail_max: int = 5
+    """Consecutive failures that open the circuit."""
+    reset_timeout: float = 30.0
+    """Seconds open before trial requests are let through."""
+    half_open_max_calls: int = 1
+    """Trial requests in flight at once while half-open."""
+    storage: str = "memory"
+    """``memory`` or ``redis://host:port/db`` to share state across processes."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CircuitPolicy:
+        d = cls()
+        return cls(
+            fail_max=_env.read(env, "CIRCUIT_FAIL_MAX", _env.positive_int, d.fail_max, "a whole number >= 1"),
+            reset_timeout=_env.read(env, "CIRCUIT_RESET_TIMEOUT", _env.positive_float, d.reset_timeout,
+                                    "a number of seconds > 0"),
+            half_open_max_calls=_env.read(env, "CIRCUIT_HALF_OPEN_MAX_CALLS", _env.positive_int,
+                                          d.half_open_max_calls, "a whole number >= 1"),
+            storage=_env.read(env, "CIRCUIT_STORAGE", _storage, d.storage,
+                              "memory, or redis://host:port/db (rediss:// for TLS)"),
+        )
+
+
+def _storage(raw: str) -> str:
+    if raw == "memory" or raw.startswith(("redis://", "rediss://", "unix://")):
+        return raw
+    raise _env.ConfigError(raw)
+
+
+@dataclass(frozen=True)
+class HardeningConfig:
+    """Everything ``install()`` turns on. ``HardeningConfig.from_env()`` is what zero-code uses."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    budget: BudgetPolicy = field(default_factory=BudgetPolicy)
+    circuit: CircuitPolicy = field(default_factory=CircuitPolicy)
+    resources: ResourceConfig = field(default_factory=ResourceConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    instrument_httpx: bool = True
+    """Also turn on opentelemetry-instrumentation-httpx (one CLIENT span per attempt) if it is off."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HardeningConfig:
+        env = os.environ if env is None else env
+        return cls(
+            retry=RetryPolicy.from_env(env),
+            budget=BudgetPolicy.from_env(env),
+            circuit=CircuitPolicy.from_env(env),
+            resources=ResourceConfig.from_env(env),
+            health=HealthConfig.from_env(env),
+            instrument_httpx=_env.flag(env, "INSTRUMENT_HTTPX", True),
+        )

@@ -1,0 +1,145 @@
+"""One circuit breaker per upstream, driven through pybreaker's state machine.
+
+pybreaker's ``CircuitBreaker.call()`` holds one lock for the whole wrapped call, which would run
+concurrent requests to one upstream one at a time, and its async path needs tornado. So the breaker
+is used here as a state machine only: ``acquire()`` decides before the attempt (under a short lock,
+never held across the request), ``record_success()`` / ``record_failure()`` feed the outcome through
+pybreaker's own state objects, and listeners, storage and thresholds stay pybreaker's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+import pybreaker
+
+from otel_hardening.config import CircuitPolicy
+from otel_hardening.http.policy import utc_now
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+
+# pybreaker spells it "half-open"; the telemetry contract uses one token per state.
+_STATE_NAMES = {pybreaker.STATE_CLOSED: CLOSED, pybreaker.STATE_OPEN: OPEN, pybreaker.STATE_HALF_OPEN: HALF_OPEN}
+
+StateListener = Callable[["Circuit", str, str], None]
+
+
+class _UpstreamFailure(Exception):
+    """Stands for a failed attempt (a 5xx response, say) when pybreaker is told about it."""
+
+
+class _Listener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+    def __init__(self, circuit: Circuit) -> None:
+        self._circuit = circuit
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: object, new_state: object) -> None:
+        old = _STATE_NAMES.get(getattr(old_state, "name", ""), CLOSED)
+        new = _STATE_NAMES[getattr(new_state, "name", pybreaker.STATE_CLOSED)]
+        if old != new:
+            self._circuit._notify(old, new)
+
+
+class Permit:
+    """Permission for one attempt. ``trial`` permits hold one of the half-open slots."""
+
+    __slots__ = ("state", "trial")
+
+    def __init__(self, state: str, trial: bool) -> None:
+        self.state = state
+        self.trial = trial
+
+
+class Circuit:
+    def __init__(
+        self,
+        name: str,
+        policy: CircuitPolicy,
+        storage: pybreaker.CircuitBreakerStorage | None = None,
+        on_state_change: StateListener | None = None,
+    ) -> None:
+        self.name = name
+        self._policy = policy
+        # Re-entrant: pybreaker calls our listener (which resets trials) while we hold it.
+        self._lock = threading.RLock()
+        self._trials = 0
+        self._on_state_change = on_state_change
+        self._breaker = pybreaker.CircuitBreaker(
+            fail_max=policy.fail_max,
+            reset_timeout=policy.reset_timeout,
+            state_storage=storage,
+            listeners=[_Listener(self)],
+            name=name,
+            throw_new_error_on_trip=False,
+        )
+
+    @property
+    def state(self) -> str:
+        return _STATE_NAMES[self._breaker.current_state]
+
+    def _notify(self, old: str, new: str) -> None:
+        if new != HALF_OPEN:
+            with self._lock:
+                self._trials = 0
+        if self._on_state_change is not None:
+            self._on_state_change(self, old, new)
+
+    def seconds_until_trial(self) -> float:
+        opened_at = self._breaker._state_storage.opened_at
+        if opened_at is None:
+            return 0.0
+        remaining = opened_at + timedelta(seconds=self._policy.reset_timeout) - utc_now()
+        return max(0.0, remaining.total_seconds())
+
+    def acquire(self) -> Permit | None:
+        """A permit for one attempt, or None when the circuit rejects it (no I/O is to be done)."""
+        state = self._breaker.current_state
+        if state == pybreaker.STATE_CLOSED:
+            return Permit(CLOSED, trial=False)
+        if state == pybreaker.STATE_OPEN:
+            if self.seconds_until_trial() > 0:
+                return None
+            with self._lock:
+                if self._breaker.current_state == pybreaker.STATE_OPEN:
+                    self._breaker.half_open()
+        with self._lock:
+            if self._breaker.current_state != pybreaker.STATE_HALF_OPEN:
+                return self._acquire_again()
+            if self._trials >= self._policy.half_open_max_calls:
+                return None
+            self._trials += 1
+            return Permit(HALF_OPEN, trial=True)
+
+    def _acquire_again(self) -> Permit | None:
+        # The state moved while we waited for the lock (another thread's trial finished).
+        if self._breaker.current_state == pybreaker.STATE_CLOSED:
+            return Permit(CLOSED, trial=False)
+        return None
+
+    def _release(self, permit: Permit) -> None:
+        if permit.trial:
+            with self._lock:
+                self._trials = max(0, self._trials - 1)
+
+    def record_success(self, permit: Permit) -> None:
+        self._release(permit)
+        breaker = self._breaker
+        if permit.state == CLOSED and breaker.fail_counter == 0:
+            return  # nothing to reset: keep the common path free of storage writes
+        with self._lock:
+            breaker.state._handle_success()
+
+    def record_failure(self, permit: Permit, reason: str) -> None:
+        self._release(permit)
+        with self._lock:
+            try:
+                self._breaker.state._handle_error(_UpstreamFailure(reason), reraise=False)
+            except (_UpstreamFailure, pybreaker.CircuitBreakerError):
+                pass  # pybreaker re-raises when it trips; the caller already has the real error
+
+    def release(self, permit: Permit) -> None:
+        """Give the permit back without a verdict (the attempt was cancelled or failed locally)."""
+        self._release(permit)

@@ -1,0 +1,297 @@
+"""The logic of one logical request, written once for the sync and async transports.
+
+The transports only loop: ``before_attempt()`` (may reject), send through the inner transport,
+then ``on_response()`` / ``on_error()`` say whether and how long to wait before the next attempt.
+
+The INTERNAL span ``hardening.request`` is started lazily, the first time hardening acts on a
+request (a retry is scheduled or refused, the circuit rejects it or changes state), with its start
+time set to the start of the logical request. A request that succeeds first time therefore costs
+no extra span; its single CLIENT span is linked from the INTERNAL span when there is one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from otel_hardening.config import BudgetPolicy, CircuitPolicy, RetryPolicy
+from otel_hardening.http import policy as pol
+from otel_hardening.http import telemetry as tm
+from otel_hardening.http.circuit import OPEN, Permit
+from otel_hardening.http.errors import CircuitOpenError
+from otel_hardening.http.redaction import has_secret_query, redact_url
+from otel_hardening.http.registry import REGISTRY, Upstream
+
+_OPTION_KEYS = frozenset({"retry", "max_attempts", "idempotent", "deadline"})
+
+
+class Engine:
+    """Policies, telemetry and the switch for one hardened transport."""
+
+    def __init__(
+        self,
+        retry: RetryPolicy,
+        circuit: CircuitPolicy,
+        budget: BudgetPolicy,
+        telemetry: tm.Telemetry,
+        active: Callable[[], bool] | None = None,
+    ) -> None:
+        self.retry = retry
+        self.circuit = circuit
+        self.budget = budget
+        self.telemetry = telemetry
+        self.active = active or (lambda: True)
+
+    def begin(self, request: httpx.Request) -> Call:
+        upstream = REGISTRY.get(request.url, self.circuit, self.budget, self.telemetry)
+        return Call(self, request, upstream)
+
+
+class Call:
+    """One logical request: its attempts, waits, circuit permits and telemetry."""
+
+    def __init__(self, engine: Engine, request: httpx.Request, upstream: Upstream) -> None:
+        self.request = request
+        self.upstream = upstream
+        self.telemetry = engine.telemetry
+        retry = engine.retry
+        self.retry = retry
+        self.max_attempts = retry.max_attempts
+        self.deadline = retry.deadline
+        idempotent = pol.is_idempotent(request) or retry.retry_non_idempotent
+        enabled = True
+        options = pol.request_options(request.extensions)
+        if options is not None:
+            enabled, idempotent = self._apply(options, enabled, idempotent)
+        self.can_retry = enabled and self.max_attempts > 1 and idempotent and pol.is_replayable(request)
+        self.attempt = 0
+        self.permit: Permit | None = None
+        self.span: trace.Span | None = None
+        self.first_attempt: trace.SpanContext | None = None
+        self.denied: str | None = None
+        self._delays: Iterator[float] | None = None
+        self._redacted_url = redact_url(request.url) if has_secret_query(request.url) else None
+        self._timeouts: Mapping[str, float | None] | None = request.extensions.get("timeout")
+        self._user_trace = request.extensions.get("trace")
+        self.start = time.monotonic()
+        self.start_ns = time.time_ns()
+        upstream.started()
+
+    def _apply(self, options: Mapping[str, object], enabled: bool, idempotent: bool) -> tuple[bool, bool]:
+        unknown = set(options) - _OPTION_KEYS
+        if unknown:
+            raise ValueError(f'unknown request.extensions["hardening"] keys {sorted(unknown)}; '
+                             f"accepted: {sorted(_OPTION_KEYS)}")
+        retry = options.get("retry", enabled)
+        max_attempts = options.get("max_attempts", self.max_attempts)
+        idem = options.get("idempotent", idempotent)
+        deadline = options.get("deadline", self.deadline)
+        if not isinstance(retry, bool) or not isinstance(idem, bool):
+            raise TypeError('request.extensions["hardening"]: "retry" and "idempotent" must be bool')
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError('request.extensions["hardening"]["max_attempts"] must be an int >= 1')
+        if not isinstance(deadline, (int, float)) or deadline <= 0:
+            raise ValueError('request.extensions["hardening"]["deadline"] must be a number > 0')
+        self.max_attempts = max_attempts
+        self.deadline = float(deadline)
+        return retry, idem
+
+    # --- before an attempt ------------------------------------------------------------------
+    def before_attempt(self) -> None:
+        """Take a circuit permit and prepare the request, or raise CircuitOpenError (no I/O done)."""
+        permit = self.upstream.circuit.acquire()
+        if permit is None:
+            retry_in = self.upstream.circuit.seconds_until_trial()
+            self.denied = "circuit_open"
+            self._ensure_span().add_event(tm.EVENT_RETRY_DENIED, {"hardening.retry.reason": "circuit_open"})
+            self._finish(tm.REJECTED_CIRCUIT_OPEN if self.attempt == 0 else tm.FAILURE_AFTER_RETRY)
+            raise CircuitOpenError(self.upstream.name, retry_in, request=self.request)
+        self.permit = permit
+        self.attempt += 1
+        self._cap_timeouts()
+
+    def _cap_timeouts(self) -> None:
+        if self._timeouts is None:
+            return
+        remaining = max(0.001, self.deadline - (time.monotonic() - self.start))
+        self.request.extensions["timeout"] = {
+            k: remaining if v is None else min(v, remaining) for k, v in self._timeouts.items()
+        }
+
+    def install_attempt_hook(self, is_async: bool) -> None:
+        """Set httpcore's ``trace`` extension for this attempt: it is called inside the CLIENT span."""
+        outer = trace.get_current_span().get_span_context().span_id
+        hook = _AsyncAttemptHook if is_async else _AttemptHook
+        self.request.extensions["trace"] = hook(self, self.attempt, outer, self._user_trace)
+
+    def on_attempt_span(self, attempt: int, outer_span_id: int) -> None:
+        span = trace.get_current_span()
+        ctx = span.get_span_context()
+        if ctx.span_id == outer_span_id or not span.is_recording():
+            return  # no CLIENT span: opentelemetry-instrumentation-httpx is not active
+        if attempt > 1:
+            span.set_attribute("http.request.resend_count", attempt - 1)
+        if self._redacted_url is not None:
+            span.set_attribute("url.full", self._redacted_url)
+        if attempt == 1:
+            self.first_attempt = ctx
+
+    @property
+    def will_retry_errors(self) -> bool:
+        """Whether a failure of this attempt could still be retried (and the body is worth buffering)."""
+        return self.can_retry and self.attempt < self.max_attempts
+
+    # --- after an attempt -------------------------------------------------------------------
+    def on_response(self, response: httpx.Response) -> float | None:
+        """Seconds to wait before the next attempt, or None: the response is the answer."""
+        status = response.status_code
+        assert self.permit is not None
+        if pol.is_failure_status(status):
+            self.upstream.circuit.record_failure(self.permit, str(status))
+        else:
+            self.upstream.circuit.record_success(self.permit)
+        if status not in self.retry.retry_statuses:
+            self._finish(self._outcome(ok=not pol.is_failure_status(status)))
+            return None
+        retry_after = None
+        if status in pol.RETRY_AFTER_STATUSES:
+            retry_after = pol.parse_retry_after(response.headers.get("retry-after"))
+        delay = self._next_delay(str(status), retry_after)
+        if delay is None:
+            self._finish(self._outcome(ok=False))
+        return delay
+
+    def on_error(self, exc: Exception) -> float:
+        """Seconds to wait before the next attempt; re-raises ``exc`` when there is none."""
+        assert self.permit is not None
+        if pol.is_failure_error(exc):
+            self.upstream.circuit.record_failure(self.permit, pol.error_type(exc))
+        else:
+            self.upstream.circuit.release(self.permit)
+        delay = self._next_delay(pol.error_type(exc), None) if pol.is_retryable_error(exc) else None
+        if delay is None:
+            self._finish(self._outcome(ok=False))
+            raise exc
+        return delay
+
+    def abandon(self) -> None:
+        """The attempt was cancelled (KeyboardInterrupt, task cancellation): no verdict, no outcome."""
+        if self.permit is not None:
+            self.upstream.circuit.release(self.permit)
+        if self.span is not None:
+            self.span.set_attribute("hardening.attempts", self.attempt)
+            self.span.end()
+
+    def _next_delay(self, reason: str, retry_after: float | None) -> float | None:
+        if not self.can_retry:
+            return None
+        if self.attempt >= self.max_attempts:
+            if self.attempt > 1:
+                self._deny("max_attempts", reason)
+            return None
+        if retry_after is not None and retry_after > self.retry.retry_after_max:
+            return self._deny("retry_after_too_long", reason)
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            if self._delays is None:
+                self._delays = pol.backoff_delays(self.retry.backoff_initial, self.retry.backoff_max)
+            delay = next(self._delays)
+        if delay >= self.deadline - (time.monotonic() - self.start):
+            return self._deny("deadline", reason)
+        circuit = self.upstream.circuit
+        if circuit.state == OPEN and circuit.seconds_until_trial() > delay:
+            return self._deny("circuit_open", reason)
+        if not self.upstream.budget.try_withdraw():
+            return self._deny("retry_budget", reason)
+        self._ensure_span().add_event(tm.EVENT_RETRY, {
+            "hardening.attempt": self.attempt,
+            "hardening.retry.delay": delay,
+            "hardening.retry.reason": reason,
+        })
+        self.telemetry.retries.add(1, self.upstream.retry_attrs(reason))
+        self.telemetry.retry_delay.record(delay, self.upstream.base_attrs)
+        return delay
+
+    def _deny(self, why: str, reason: str) -> None:
+        self.denied = why
+        self._ensure_span().add_event(tm.EVENT_RETRY_DENIED, {
+            "hardening.attempt": self.attempt,
+            "hardening.retry.reason": reason,
+            "hardening.retry.denied": why,
+        })
+        return None
+
+    def _outcome(self, ok: bool) -> str:
+        if ok:
+            return tm.SUCCESS if self.attempt <= 1 else tm.SUCCESS_AFTER_RETRY
+        if self.denied == "retry_budget":
+            return tm.REJECTED_RETRY_BUDGET
+        return tm.FAILURE if self.attempt <= 1 else tm.FAILURE_AFTER_RETRY
+
+    # --- telemetry --------------------------------------------------------------------------
+    def _ensure_span(self) -> trace.Span:
+        if self.span is None:
+            links = [Link(self.first_attempt)] if self.first_attempt is not None else None
+            self.span = self.telemetry.tracer.start_span(
+                tm.SPAN_NAME, kind=SpanKind.INTERNAL, start_time=self.start_ns, links=links,
+                attributes=tm.span_attributes(self.upstream, self.request.method),
+            )
+        return self.span
+
+    def span_scope(self) -> Any:
+        """Context in which the next attempt runs: inside the INTERNAL span once there is one."""
+        if self.span is None:
+            return _NO_SCOPE
+        return trace.use_span(self.span, end_on_exit=False)
+
+    def _finish(self, outcome: str) -> None:
+        self.upstream.finished(outcome, self.attempt)
+        span = self.span
+        if span is None:
+            return
+        span.set_attribute("hardening.attempts", self.attempt)
+        span.set_attribute("hardening.outcome", outcome)
+        span.set_attribute("hardening.circuit.state", self.upstream.circuit.state)
+        if outcome in tm.FAILED_OUTCOMES:
+            span.set_status(Status(StatusCode.ERROR, outcome))
+        span.end()
+
+
+class _NoScope:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_SCOPE = _NoScope()
+
+
+class _AttemptHook:
+    __slots__ = ("attempt", "call", "done", "outer", "user")
+
+    def __init__(self, call: Call, attempt: int, outer: int, user: Any) -> None:
+        self.call, self.attempt, self.outer, self.user, self.done = call, attempt, outer, user, False
+
+    def __call__(self, name: str, info: Any) -> None:
+        if not self.done:
+            self.done = True
+            self.call.on_attempt_span(self.attempt, self.outer)
+        if self.user is not None:
+            self.user(name, info)
+
+
+class _AsyncAttemptHook(_AttemptHook):
+    async def __call__(self, name: str, info: Any) -> None:  # type: ignore[override]
+        if not self.done:
+            self.done = True
+            self.call.on_attempt_span(self.attempt, self.outer)
+        if self.user is not None:
+            await self.user(name, info)

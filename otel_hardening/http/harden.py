@@ -1,0 +1,88 @@
+"""Hardening httpx clients: one client (``harden``) or every client built after ``install()``.
+
+httpx has no public way to swap a client's transports after construction, so this module is the one
+place that touches ``client._transport`` and ``client._mounts``. It wraps them; it does not patch
+``HTTPTransport.handle_request`` (opentelemetry-instrumentation-httpx wraps that, and its
+``uninstrument()`` unwraps only the outermost wrapper), so each attempt still gets its CLIENT span.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import httpx
+from opentelemetry import metrics, trace
+
+from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
+from otel_hardening.http.engine import Engine
+from otel_hardening.http.registry import REGISTRY, track_client
+from otel_hardening.http.telemetry import Telemetry
+from otel_hardening.http.transport import AsyncHardenedTransport, HardenedTransport
+
+ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
+
+_lock = threading.Lock()
+_default: tuple[HardeningConfig, Telemetry] | None = None
+
+
+_telemetries: dict[tuple[object, object], Telemetry] = {}
+
+
+def new_telemetry(tracer_provider: trace.TracerProvider | None,
+                  meter_provider: metrics.MeterProvider | None) -> Telemetry:
+    """The telemetry of one pair of providers, made once: clients sharing providers share circuits."""
+    key = (tracer_provider, meter_provider)
+    with _lock:
+        telemetry = _telemetries.get(key)
+        if telemetry is None:
+            made = Telemetry(tracer_provider, meter_provider, upstreams=lambda: REGISTRY.of(made))
+            telemetry = _telemetries[key] = made
+        return telemetry
+
+
+def _defaults() -> tuple[HardeningConfig, Telemetry]:
+    """Configuration from the environment and telemetry through the global providers, made once."""
+    global _default
+    if _default is None:
+        _default = (HardeningConfig.from_env(), new_telemetry(None, None))
+    return _default
+
+
+def harden(
+    client: ClientT,
+    *,
+    retry: RetryPolicy | None = None,
+    circuit: CircuitPolicy | None = None,
+    budget: BudgetPolicy | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> ClientT:
+    """Harden ``client`` in place and return it. Policies not given come from the environment."""
+    config, telemetry = _defaults()
+    if tracer_provider is not None or meter_provider is not None:
+        telemetry = new_telemetry(tracer_provider, meter_provider)
+    config = replace(config, retry=retry or config.retry, circuit=circuit or config.circuit,
+                     budget=budget or config.budget)
+    wrap_client(client, Engine(config.retry, config.circuit, config.budget, telemetry))
+    return client
+
+
+def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> None:
+    """Wrap the client's transport and every mounted one; a transport already hardened is kept."""
+    wrap: Callable[[Any], Any]
+    if isinstance(client, httpx.AsyncClient):
+        def wrap(t: Any) -> Any:
+            return t if t is None or isinstance(t, AsyncHardenedTransport) else AsyncHardenedTransport(t, engine)
+    else:
+        def wrap(t: Any) -> Any:
+            return t if t is None or isinstance(t, HardenedTransport) else HardenedTransport(t, engine)
+    client._transport = wrap(client._transport)
+    client._mounts = {pattern: wrap(t) for pattern, t in client._mounts.items()}
+    track_client(client)
+
+
+def is_hardened(client: httpx.Client | httpx.AsyncClient) -> bool:
+    return isinstance(client._transport, (HardenedTransport, AsyncHardenedTransport))

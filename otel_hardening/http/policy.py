@@ -1,0 +1,102 @@
+"""What is worth retrying, what counts as a failure, and how long to wait. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+
+import backoff
+import httpx
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+# The request may never have reached the server, or the connection died under it: another
+# attempt has a fair chance. PoolTimeout is local saturation, and retrying it only adds load.
+RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ReadTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+# Errors that say nothing about the upstream's health.
+_LOCAL_ERRORS: tuple[type[Exception], ...] = (
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+    httpx.ProxyError,
+)
+
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+def is_failure_status(status: int) -> bool:
+    """A response that counts against the upstream's circuit: 5xx and 429, never other 4xx."""
+    return status >= 500 or status == 429
+
+
+def is_failure_error(exc: BaseException) -> bool:
+    """An exception that counts against the upstream's circuit."""
+    return isinstance(exc, httpx.TransportError) and not isinstance(exc, _LOCAL_ERRORS)
+
+
+def is_retryable_error(exc: BaseException) -> bool:
+    return isinstance(exc, RETRYABLE_ERRORS)
+
+
+def error_type(exc: BaseException) -> str:
+    return type(exc).__qualname__
+
+
+def is_idempotent(request: httpx.Request) -> bool:
+    return request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
+
+
+def is_replayable(request: httpx.Request) -> bool:
+    """Whether the body can be sent again: a bytes body can, a consumed generator cannot."""
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def backoff_delays(initial: float, maximum: float) -> Iterator[float]:
+    """Exponential backoff with full jitter (backoff's ``expo`` and ``full_jitter``)."""
+    waits = backoff.expo(base=2, factor=initial, max_value=maximum)
+    next(waits)  # backoff's generators are primed with one send(None)
+    for wait in waits:
+        yield backoff.full_jitter(wait)
+
+
+def request_options(extensions: Mapping[str, object]) -> Mapping[str, object] | None:
+    """Per-request overrides from ``request.extensions["hardening"]``, if any."""
+    options = extensions.get("hardening")
+    if options is None:
+        return None
+    if isinstance(options, Mapping):
+        return options
+    raise TypeError(
+        f'request.extensions["hardening"] must be a mapping such as {{"retry": False}}, got {options!r}'
+    )
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)

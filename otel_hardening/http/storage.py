@@ -1,0 +1,149 @@
+"""Circuit state shared across processes through pybreaker's Redis storage, with a local fallback.
+
+pybreaker's ``CircuitRedisStorage`` catches every ``RedisError`` and logs a full traceback on every
+access, which during a Redis outage means one traceback per request. Here its ``logger`` is replaced
+by a signal: the first error logs once, the breaker switches to process-local state, and Redis is
+tried again after ``_RETRY_REDIS_AFTER`` seconds. No exception ever reaches the application.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+import pybreaker
+
+from otel_hardening._logging import forget, log_once
+
+_RETRY_REDIS_AFTER = 5.0
+_SOCKET_TIMEOUT = 0.25
+
+
+class _FailureSignal:
+    """Stands in for pybreaker's storage logger: any error it would log marks Redis as down."""
+
+    def __init__(self, owner: FallbackRedisStorage) -> None:
+        self._owner = owner
+
+    def exception(self, msg: str, *args: object, **kwargs: object) -> None:
+        self._owner._mark_down(msg)
+
+    error = warning = exception
+
+
+class FallbackRedisStorage(pybreaker.CircuitBreakerStorage):  # type: ignore[misc]
+    def __init__(self, url: str, namespace: str) -> None:
+        super().__init__("redis")
+        self._url = url
+        self._namespace_name = namespace
+        self._local = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+        self._redis: Any = None
+        self._down_until = 0.0
+        self._failed = False
+        self._connect()
+
+    def _connect(self) -> None:
+        try:
+            import redis
+
+            client = redis.Redis.from_url(
+                self._url, socket_timeout=_SOCKET_TIMEOUT, socket_connect_timeout=_SOCKET_TIMEOUT
+            )
+            storage = pybreaker.CircuitRedisStorage(
+                pybreaker.STATE_CLOSED, client, namespace=self._namespace_name
+            )
+        except ImportError:
+            log_once("redis:import", logging.ERROR,
+                     "otel_hardening: OTEL_PYTHON_HARDENING_CIRCUIT_STORAGE is a redis URL but the 'redis' "
+                     "package is not installed (pip install 'otel-hardening[redis]'); using local state")
+            self._down_until = float("inf")
+            return
+        except Exception as exc:  # redis-py raises several families on connect
+            self._mark_down(type(exc).__name__)
+            return
+        storage.logger = _FailureSignal(self)
+        self._redis = storage
+        forget("redis:down")
+
+    def _mark_down(self, why: str) -> None:
+        self._failed = True
+        self._down_until = time.monotonic() + _RETRY_REDIS_AFTER
+        log_once("redis:down", logging.WARNING,
+                 "otel_hardening: circuit state storage (Redis) unreachable (%s); "
+                 "using process-local circuit state and retrying Redis every %.0fs",
+                 why, _RETRY_REDIS_AFTER)
+
+    def _backend(self) -> Any:
+        if self._redis is not None and time.monotonic() >= self._down_until:
+            return self._redis
+        if self._redis is None and time.monotonic() >= self._down_until:
+            self._connect()
+            if self._redis is not None:
+                return self._redis
+        return self._local
+
+    def _read(self, attr: str) -> Any:
+        backend = self._backend()
+        self._failed = False
+        value = getattr(backend, attr)
+        if self._failed:
+            return getattr(self._local, attr)
+        return value
+
+    def _write(self, method: str, *args: Any) -> None:
+        getattr(self._local, method)(*args)
+        backend = self._backend()
+        if backend is not self._local:
+            getattr(backend, method)(*args)
+
+    @property
+    def state(self) -> str:
+        return str(self._read("state"))
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._local.state = state
+        backend = self._backend()
+        if backend is not self._local:
+            backend.state = state
+
+    @property
+    def counter(self) -> int:
+        return int(self._read("counter"))
+
+    @property
+    def success_counter(self) -> int:
+        return int(self._read("success_counter"))
+
+    @property
+    def opened_at(self) -> datetime | None:
+        value = self._read("opened_at")
+        return value if isinstance(value, datetime) else None
+
+    @opened_at.setter
+    def opened_at(self, now: datetime) -> None:
+        self._local.opened_at = now
+        backend = self._backend()
+        if backend is not self._local:
+            backend.opened_at = now
+
+    def increment_counter(self) -> None:
+        self._write("increment_counter")
+
+    def reset_counter(self) -> None:
+        self._write("reset_counter")
+
+    def increment_success_counter(self) -> None:
+        self._write("increment_success_counter")
+
+    def reset_success_counter(self) -> None:
+        self._write("reset_success_counter")
+
+
+def make_storage(url: str, name: str) -> pybreaker.CircuitBreakerStorage | None:
+    """Storage for the breaker ``name``: None (pybreaker's in-memory default) or shared Redis state."""
+    if url == "memory":
+        return None
+    return FallbackRedisStorage(url, namespace=f"otel_hardening:{name}")

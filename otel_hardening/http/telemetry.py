@@ -1,0 +1,92 @@
+"""Instruments and spans of the HTTP layer. Names are the contract in docs/telemetry.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from otel_hardening._version import __version__
+
+if TYPE_CHECKING:
+    from otel_hardening.http.registry import Upstream
+
+SCOPE = "otel_hardening"
+
+# Outcomes of one logical call (attribute hardening.outcome).
+SUCCESS = "success"
+SUCCESS_AFTER_RETRY = "success_after_retry"
+FAILURE = "failure"
+FAILURE_AFTER_RETRY = "failure_after_retry"
+REJECTED_CIRCUIT_OPEN = "rejected_circuit_open"
+REJECTED_RETRY_BUDGET = "rejected_retry_budget"
+OUTCOMES = (SUCCESS, SUCCESS_AFTER_RETRY, FAILURE, FAILURE_AFTER_RETRY, REJECTED_CIRCUIT_OPEN,
+            REJECTED_RETRY_BUDGET)
+FAILED_OUTCOMES = frozenset(OUTCOMES) - {SUCCESS, SUCCESS_AFTER_RETRY}
+
+CIRCUIT_STATES = ("closed", "open", "half_open")
+
+SPAN_NAME = "hardening.request"
+EVENT_RETRY = "hardening.retry"
+EVENT_RETRY_DENIED = "hardening.retry.denied"
+EVENT_CIRCUIT_STATE = "hardening.circuit.state_change"
+
+_DELAY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10)
+
+
+class Telemetry:
+    """The tracer and instruments one set of providers gets; created once, reused by every request."""
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        upstreams: Callable[[], Iterable[Upstream]] | None = None,
+    ) -> None:
+        self.tracer = trace.get_tracer(SCOPE, __version__, tracer_provider)
+        meter = metrics.get_meter(SCOPE, __version__, meter_provider)
+        self._upstreams = upstreams or (lambda: ())
+        self.calls = meter.create_counter(
+            "hardening.http.client.calls", unit="{call}",
+            description="Logical HTTP calls through the hardening layer, by outcome.")
+        self.retries = meter.create_counter(
+            "hardening.http.client.retries", unit="{retry}",
+            description="Retries scheduled, by the error that caused them.")
+        self.retry_delay = meter.create_histogram(
+            "hardening.http.client.retry.delay", unit="s",
+            description="Wait before each retry.", explicit_bucket_boundaries_advisory=_DELAY_BUCKETS)
+        self.attempts = meter.create_histogram(
+            "hardening.http.client.attempts", unit="{attempt}",
+            description="Attempts per logical call (1 = no retry).",
+            explicit_bucket_boundaries_advisory=_ATTEMPT_BUCKETS)
+        self.transitions = meter.create_counter(
+            "hardening.circuit.transitions", unit="{transition}",
+            description="Circuit state changes, by the state entered.")
+        meter.create_observable_gauge(
+            "hardening.circuit.state", callbacks=[self._observe_circuits], unit="1",
+            description="1 for the circuit's current state, 0 for the others.")
+        meter.create_observable_gauge(
+            "hardening.retry.budget.available", callbacks=[self._observe_budgets], unit="{retry}",
+            description="Retries the upstream's retry budget would allow right now.")
+
+    def _observe_circuits(self, options: CallbackOptions) -> Iterable[Observation]:
+        for upstream in self._upstreams():
+            current = upstream.circuit.state
+            for state in CIRCUIT_STATES:
+                yield Observation(1 if state == current else 0, upstream.state_attrs[state])
+
+    def _observe_budgets(self, options: CallbackOptions) -> Iterable[Observation]:
+        for upstream in self._upstreams():
+            yield Observation(upstream.budget.available, upstream.circuit_attrs)
+
+
+def span_attributes(upstream: Upstream, method: str) -> dict[str, Any]:
+    return {
+        "http.request.method": method,
+        "server.address": upstream.host,
+        "server.port": upstream.port,
+        "hardening.circuit.name": upstream.name,
+    }

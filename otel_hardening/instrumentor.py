@@ -1,0 +1,136 @@
+"""The OpenTelemetry instrumentor: what ``opentelemetry-instrument``, ``install()`` and
+``uninstall()`` turn on and off.
+
+Zero code: ``opentelemetry-instrument python app.py`` loads :class:`HardeningInstrumentor` through the
+``opentelemetry_instrumentor`` entry point named ``hardening`` (so
+``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=hardening`` turns it off). Configuration comes from the
+``OTEL_PYTHON_HARDENING_*`` variables (see the README).
+
+``_instrument`` never raises: an exception escaping one instrumentor aborts every other
+auto-instrumentation, so failures are logged once and the app runs unhardened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+import httpx
+from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from otel_hardening._logging import log_once, logger
+from otel_hardening.config import HardeningConfig
+from otel_hardening.http.engine import Engine
+from otel_hardening.http.harden import new_telemetry, wrap_client
+
+_instruments = ("httpx >= 0.27",)
+
+
+class _Installation:
+    """What one ``instrument()`` turned on, so ``uninstrument()`` turns off exactly that."""
+
+    def __init__(self, config: HardeningConfig, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+        self.active = True
+        self.instrumented_httpx = False
+        self.started: list[Any] = []
+
+    def after_init(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
+        wrapped(*args, **kwargs)
+        if self.active:
+            try:
+                wrap_client(instance, self.engine)
+            except Exception:
+                log_once("install:wrap", logging.ERROR,
+                         "otel_hardening: could not harden an httpx client; it runs unhardened",
+                         exc_info=True)
+
+
+class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Hardens every ``httpx.Client`` and ``httpx.AsyncClient`` created after it is instrumented.
+
+    Keyword arguments of ``instrument()``: ``config`` (a :class:`HardeningConfig`, default from the
+    environment), ``tracer_provider``, ``meter_provider``, ``logger_provider``, and
+    ``instrument_httpx`` (also turn on opentelemetry-instrumentation-httpx when it is off; what
+    ``install()`` passes).
+    """
+
+    _installation: _Installation | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        try:
+            self._install(**kwargs)
+        except Exception:
+            log_once("install", logging.ERROR,
+                     "otel_hardening: could not install hardening; the application runs unhardened",
+                     exc_info=True)
+
+    def _install(self, **kwargs: Any) -> None:
+        config: HardeningConfig = kwargs.get("config") or HardeningConfig.from_env()
+        tracer_provider: trace.TracerProvider | None = kwargs.get("tracer_provider")
+        meter_provider: metrics.MeterProvider | None = kwargs.get("meter_provider")
+        telemetry = new_telemetry(tracer_provider, meter_provider)
+        installation = _Installation(config, Engine(
+            config.retry, config.circuit, config.budget, telemetry, active=lambda: installation.active))
+        HardeningInstrumentor._installation = installation
+        if kwargs.get("instrument_httpx") and config.instrument_httpx:
+            from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+            httpx_instrumentor = HTTPXClientInstrumentor()
+            if not httpx_instrumentor.is_instrumented_by_opentelemetry:
+                httpx_instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+                installation.instrumented_httpx = True
+        wrap_function_wrapper(httpx.Client, "__init__", installation.after_init)
+        wrap_function_wrapper(httpx.AsyncClient, "__init__", installation.after_init)
+        _start_components(installation, kwargs)
+        logger.debug("otel_hardening: installed")
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        installation = HardeningInstrumentor._installation
+        HardeningInstrumentor._installation = None
+        try:
+            unwrap(httpx.Client, "__init__")
+            unwrap(httpx.AsyncClient, "__init__")
+            if installation is None:
+                return
+            installation.active = False
+            for stop in reversed(installation.started):
+                stop()
+            if installation.instrumented_httpx:
+                from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+                HTTPXClientInstrumentor().uninstrument()
+        except Exception:
+            log_once("uninstall", logging.ERROR, "otel_hardening: uninstall failed", exc_info=True)
+
+
+def _start_components(installation: _Installation, kwargs: dict[str, Any]) -> None:
+    """Resource tracking and health, each optional and each unable to break the other."""
+    config = installation.config
+    providers = {k: kwargs.get(k) for k in ("meter_provider", "logger_provider")}
+    if config.resources.enabled:
+        from otel_hardening import resources
+
+        _start(installation, "resources", lambda: resources.start(config.resources, **providers),
+               resources.stop)
+    if config.health.enabled:
+        from otel_hardening import health
+
+        _start(installation, "health", lambda: health.start(config.health, **providers), health.stop)
+
+
+def _start(installation: _Installation, name: str, start: Any, stop: Any) -> None:
+    try:
+        start()
+    except Exception:
+        log_once(f"start:{name}", logging.ERROR, "otel_hardening: could not start %s", name, exc_info=True)
+        return
+    installation.started.append(stop)

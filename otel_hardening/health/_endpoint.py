@@ -62,6 +62,16 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = SOCKET_TIMEOUT
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # garbage gets a status line, not a bare HTML page
+    error_message_format = "%(code)d %(message)s\n"
+    error_content_type = "text/plain; charset=utf-8"
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib puts request bytes in the reason phrase; answer with the standard phrase only."""
+        super().send_error(code)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: access logs on stderr are the app's decision, and garbage input must not flood."""

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from otel_hardening.health import HealthConfig, Status
+from otel_hardening.health._probes import Prober
+from otel_hardening.health._runtime import Monitor
+from otel_hardening.health.config import Probe
+from tests.faultserver import FaultServer, Reply, closed_port
+
+
+def prober(*probes: Probe, **kw: object) -> Prober:
+    base: dict[str, object] = {"probe_timeout": 5.0, "probe_slow": 0.05, "probes": probes}
+    base.update(kw)
+    return Prober(HealthConfig(**base))  # type: ignore[arg-type]
+
+
+def test_online_probe(server: FaultServer) -> None:
+    probe = Probe("db", server.url + "/health")
+    p = prober(probe)
+    result = p.run_once(probe)
+    assert result.state == "online" and result.latency_ms is not None
+    comp = p.components(0)[0]
+    assert (comp.name, comp.status, comp.observed_unit) == ("db:responseTime", Status.HEALTHY, "ms")
+    method, path, headers, _ = server.requests[0]
+    assert (method, path) == ("GET", "/health")
+    assert "traceparent" not in {k.lower() for k in headers}
+
+
+def test_slow_probe_is_degraded(server: FaultServer) -> None:
+    server.then(Reply(delay=0.3))
+    probe = Probe("db", server.url + "/health")
+    p = prober(probe)
+    assert p.run_once(probe).state == "slow"
+    assert p.components(0)[0].status is Status.DEGRADED
+
+
+def test_refused_probe_is_offline() -> None:
+    probe = Probe("db", f"http://127.0.0.1:{closed_port()}/health")
+    p = prober(probe)
+    result = p.run_once(probe)
+    assert result.state == "offline" and "ConnectionRefusedError" in result.detail
+    assert p.components(0)[0].status is Status.CRITICAL
+
+
+def test_hanging_probe_times_out_offline(server: FaultServer) -> None:
+    server.then(Reply(delay=1.5))
+    probe = Probe("db", server.url + "/health")
+    p = prober(probe, probe_timeout=0.3)
+    result = p.run_once(probe)
+    assert result.state == "offline" and "within 0.3s" in result.detail
+
+
+def test_error_status_is_offline(server: FaultServer) -> None:
+    server.then(Reply(status=503))
+    probe = Probe("db", server.url + "/health")
+    result = prober(probe).run_once(probe)
+    assert result.state == "offline" and result.detail == "answered HTTP 503"
+
+
+def test_noncritical_probe_caps_at_degraded() -> None:
+    probe = Probe("cache", f"http://127.0.0.1:{closed_port()}/")
+    p = prober(probe, noncritical=frozenset({"cache"}))
+    p.run_once(probe)
+    comp = p.components(0)[0]
+    assert comp.status is Status.DEGRADED and comp.noncritical
+
+
+def test_credentials_in_probe_url_are_sent_but_never_reported(server: FaultServer) -> None:
+    probe = Probe("db", server.url.replace("http://", "http://user:s3cret@") + "/health?token=abc123&x=1")
+    p = prober(probe)
+    p.run_once(probe)
+    headers = {k.lower(): v for k, v in server.requests[0][2].items()}
+    assert headers["authorization"].startswith("Basic ")
+    assert server.requests[0][1] == "/health?token=abc123&x=1"
+    text = repr(p.components(0)) + repr(probe) + probe.display_url
+    assert "s3cret" not in text and "abc123" not in text and "user" not in text
+    assert probe.display_url.endswith("/health?token=REDACTED&x=1")
+
+
+def test_probe_threads_run_periodically_and_stop(server: FaultServer) -> None:
+    server.then(Reply(status=500))
+    probe = Probe("db", server.url + "/health")
+    cfg = HealthConfig(probes=(probe,), probe_interval=0.05, probe_timeout=5.0, probe_slow=5.0,
+                       recovery_hold=0.0)
+    m = Monitor(cfg, upstreams=list, resources=lambda: None)
+    m.prober.start()
+    try:
+        deadline = 200
+        while server.hits < 3 and deadline:
+            import time
+
+            time.sleep(0.05)
+            deadline -= 1
+        assert server.hits >= 3  # first answer 500, later ones 200
+        assert m.evaluate().status is Status.HEALTHY
+    finally:
+        m.prober.stop()
+    assert not m.prober._threads
+    hits = server.hits
+    import time
+
+    time.sleep(0.2)
+    assert server.hits == hits

@@ -66,6 +66,7 @@ class Circuit:
         # Re-entrant: pybreaker calls our listener (which resets trials) while we hold it.
         self._lock = threading.RLock()
         self._trials = 0
+        self._seen: list[tuple[str, str]] | None = None
         self._on_state_change = on_state_change
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=policy.fail_max,
@@ -81,9 +82,11 @@ class Circuit:
         return _STATE_NAMES[self._breaker.current_state]
 
     def _notify(self, old: str, new: str) -> None:
-        if new != HALF_OPEN:
-            with self._lock:
+        with self._lock:
+            if new != HALF_OPEN:
                 self._trials = 0
+            if self._seen is not None:
+                self._seen.append((old, new))
         if self._on_state_change is not None:
             self._on_state_change(self, old, new)
 
@@ -94,8 +97,11 @@ class Circuit:
         remaining = opened_at + timedelta(seconds=self._policy.reset_timeout) - utc_now()
         return max(0.0, remaining.total_seconds())
 
-    def acquire(self) -> Permit | None:
-        """A permit for one attempt, or None when the circuit rejects it (no I/O is to be done)."""
+    def acquire(self, transitions: list[tuple[str, str]]) -> Permit | None:
+        """A permit for one attempt, or None when the circuit rejects it (no I/O is to be done).
+
+        State changes this call causes are appended to ``transitions`` (for the caller's span).
+        """
         state = self._breaker.current_state
         if state == pybreaker.STATE_CLOSED:
             return Permit(CLOSED, trial=False)
@@ -105,6 +111,7 @@ class Circuit:
             with self._lock:
                 if self._breaker.current_state == pybreaker.STATE_OPEN:
                     self._breaker.half_open()
+                    transitions.append((OPEN, HALF_OPEN))
         with self._lock:
             if self._breaker.current_state != pybreaker.STATE_HALF_OPEN:
                 return self._acquire_again()
@@ -124,21 +131,28 @@ class Circuit:
             with self._lock:
                 self._trials = max(0, self._trials - 1)
 
-    def record_success(self, permit: Permit) -> None:
+    def record_success(self, permit: Permit, transitions: list[tuple[str, str]]) -> None:
         self._release(permit)
         breaker = self._breaker
         if permit.state == CLOSED and breaker.fail_counter == 0:
             return  # nothing to reset: keep the common path free of storage writes
         with self._lock:
-            breaker.state._handle_success()
+            self._seen = transitions
+            try:
+                breaker.state._handle_success()
+            finally:
+                self._seen = None
 
-    def record_failure(self, permit: Permit, reason: str) -> None:
+    def record_failure(self, permit: Permit, reason: str, transitions: list[tuple[str, str]]) -> None:
         self._release(permit)
         with self._lock:
+            self._seen = transitions
             try:
                 self._breaker.state._handle_error(_UpstreamFailure(reason), reraise=False)
             except (_UpstreamFailure, pybreaker.CircuitBreakerError):
                 pass  # pybreaker re-raises when it trips; the caller already has the real error
+            finally:
+                self._seen = None
 
     def release(self, permit: Permit) -> None:
         """Give the permit back without a verdict (the attempt was cancelled or failed locally)."""

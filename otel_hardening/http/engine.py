@@ -104,7 +104,9 @@ class Call:
     # --- before an attempt ------------------------------------------------------------------
     def before_attempt(self) -> None:
         """Take a circuit permit and prepare the request, or raise CircuitOpenError (no I/O done)."""
-        permit = self.upstream.circuit.acquire()
+        transitions: list[tuple[str, str]] = []
+        permit = self.upstream.circuit.acquire(transitions)
+        self._state_events(transitions)
         if permit is None:
             retry_in = self.upstream.circuit.seconds_until_trial()
             self.denied = "circuit_open"
@@ -151,10 +153,12 @@ class Call:
         """Seconds to wait before the next attempt, or None: the response is the answer."""
         status = response.status_code
         assert self.permit is not None
+        transitions: list[tuple[str, str]] = []
         if pol.is_failure_status(status):
-            self.upstream.circuit.record_failure(self.permit, str(status))
+            self.upstream.circuit.record_failure(self.permit, str(status), transitions)
         else:
-            self.upstream.circuit.record_success(self.permit)
+            self.upstream.circuit.record_success(self.permit, transitions)
+        self._state_events(transitions)
         if status not in self.retry.retry_statuses:
             self._finish(self._outcome(ok=not pol.is_failure_status(status)))
             return None
@@ -170,7 +174,9 @@ class Call:
         """Seconds to wait before the next attempt; re-raises ``exc`` when there is none."""
         assert self.permit is not None
         if pol.is_failure_error(exc):
-            self.upstream.circuit.record_failure(self.permit, pol.error_type(exc))
+            transitions: list[tuple[str, str]] = []
+            self.upstream.circuit.record_failure(self.permit, pol.error_type(exc), transitions)
+            self._state_events(transitions)
         else:
             self.upstream.circuit.release(self.permit)
         delay = self._next_delay(pol.error_type(exc), None) if pol.is_retryable_error(exc) else None
@@ -235,6 +241,14 @@ class Call:
         return tm.FAILURE if self.attempt <= 1 else tm.FAILURE_AFTER_RETRY
 
     # --- telemetry --------------------------------------------------------------------------
+    def _state_events(self, transitions: list[tuple[str, str]]) -> None:
+        for old, new in transitions:
+            self._ensure_span().add_event(tm.EVENT_CIRCUIT_STATE, {
+                "hardening.circuit.name": self.upstream.name,
+                "hardening.circuit.previous_state": old,
+                "hardening.circuit.state": new,
+            })
+
     def _ensure_span(self) -> trace.Span:
         if self.span is None:
             links = [Link(self.first_attempt)] if self.first_attempt is not None else None

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from opentelemetry import trace
 
 from otel_hardening._logging import logger
 from otel_hardening.config import BudgetPolicy, CircuitPolicy
@@ -83,13 +82,6 @@ class Upstream:
 
     def _state_changed(self, circuit: Circuit, old: str, new: str) -> None:
         self.telemetry.transitions.add(1, self.state_attrs[new])
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.add_event(tm.EVENT_CIRCUIT_STATE, {
-                "hardening.circuit.name": self.name,
-                "hardening.circuit.previous_state": old,
-                "hardening.circuit.state": new,
-            })
         level = logging.WARNING if new == "open" else logging.INFO
         logger.log(level, "otel_hardening: circuit %s %s -> %s", self.name, old, new)
 

@@ -1,0 +1,164 @@
+"""Circuit breakers on a real faulty upstream: open, reject without I/O, half-open trial, close."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+import otel_hardening
+from otel_hardening import CircuitOpenError, CircuitPolicy, RetryPolicy
+from tests.conftest import Otel
+from tests.faultserver import FaultServer, Reply
+from tests.http.harness import Harness
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+@pytest.fixture
+def h(mode: str, otel: Otel) -> Iterator[Harness]:
+    harness = Harness(mode, otel, retry=NO_RETRY, circuit=CircuitPolicy(fail_max=3, reset_timeout=0.5))
+    yield harness
+    harness.close()
+
+
+def state_points(otel: Otel) -> dict[str, int]:
+    return {a["hardening.circuit.state"]: v for a, v in otel.points("hardening.circuit.state")}
+
+
+def test_breaker_opens_rejects_without_io_then_recovers(h: Harness, server: FaultServer, otel: Otel) -> None:
+    server.default = Reply(503)
+    for _ in range(3):
+        assert h.get(server.url).status_code == 503
+    assert state_points(otel) == {"closed": 0, "open": 1, "half_open": 0}
+
+    for _ in range(20):
+        with pytest.raises(CircuitOpenError) as info:
+            h.get(server.url)
+        assert isinstance(info.value, httpx.TransportError)
+        assert info.value.upstream == server.url
+        assert 0 < info.value.retry_in <= 0.5
+    assert server.hits == 3  # the 20 rejected requests never reached the server
+    assert otel.total("hardening.http.client.calls", **{"hardening.outcome": "rejected_circuit_open"}) == 20
+
+    time.sleep(0.6)
+    server.default = Reply(200)
+    assert h.get(server.url).status_code == 200  # the half-open trial
+    assert server.hits == 4
+    assert state_points(otel) == {"closed": 1, "open": 0, "half_open": 0}
+    transitions = {a["hardening.circuit.state"]: v for a, v in otel.points("hardening.circuit.transitions")}
+    assert transitions == {"open": 1, "half_open": 1, "closed": 1}
+
+
+def test_failed_trial_reopens(h: Harness, server: FaultServer, otel: Otel) -> None:
+    server.default = Reply(502)
+    for _ in range(3):
+        h.get(server.url)
+    time.sleep(0.6)
+    assert h.get(server.url).status_code == 502  # trial fails
+    with pytest.raises(CircuitOpenError):
+        h.get(server.url)
+    assert server.hits == 4
+    (rejected, *_) = [s for s in otel.finished("hardening.request")
+                      if s.attributes["hardening.outcome"] == "rejected_circuit_open"]
+    assert rejected.attributes["hardening.circuit.state"] == "open"
+
+
+def test_other_4xx_never_open_the_circuit(h: Harness, server: FaultServer) -> None:
+    server.default = Reply(404)
+    for _ in range(10):
+        assert h.get(server.url).status_code == 404
+    server.default = Reply(429)
+    for _ in range(3):
+        h.get(server.url)
+    with pytest.raises(CircuitOpenError):  # 429 counts: the upstream asks for less load
+        h.get(server.url)
+
+
+def test_state_change_is_a_span_event(mode: str, otel: Otel, server: FaultServer) -> None:
+    harness = Harness(mode, otel, retry=RetryPolicy(max_attempts=3, backoff_initial=0.01),
+                      circuit=CircuitPolicy(fail_max=2, reset_timeout=30))
+    server.default = Reply(503)
+    try:
+        # the circuit opens after attempt 2: no attempt 3, and the caller gets the real 503
+        assert harness.get(server.url).status_code == 503
+    finally:
+        harness.close()
+    (logical,) = otel.finished("hardening.request")
+    changes = [e for e in logical.events if e.name == "hardening.circuit.state_change"]
+    assert [(e.attributes["hardening.circuit.previous_state"], e.attributes["hardening.circuit.state"])
+            for e in changes] == [("closed", "open")]
+    denied = [e for e in logical.events if e.name == "hardening.retry.denied"]
+    assert denied[0].attributes["hardening.retry.denied"] == "circuit_open"
+    assert logical.attributes["hardening.outcome"] == "failure_after_retry"
+    assert server.hits == 2
+
+
+def test_half_open_lets_a_limited_number_of_trials_through(otel: Otel, server: FaultServer) -> None:
+    client = otel_hardening.harden(
+        httpx.Client(), retry=NO_RETRY, circuit=CircuitPolicy(fail_max=1, reset_timeout=0.2),
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    server.then(Reply(503))
+    client.get(server.url)
+    time.sleep(0.3)
+    server.default = Reply(200, delay=0.5)
+    results: list[object] = []
+
+    def call() -> None:
+        try:
+            results.append(client.get(server.url).status_code)
+        except CircuitOpenError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()
+    assert results.count(200) == 1
+    assert sum(isinstance(r, CircuitOpenError) for r in results) == 4
+    assert server.hits == 2
+
+
+def test_async_failures_open_the_breaker(otel: Otel, server: FaultServer) -> None:
+    """pybreaker's own async path needs tornado and never counts awaited failures; ours does."""
+    server.default = Reply(503)
+
+    async def main() -> None:
+        async with otel_hardening.harden(
+            httpx.AsyncClient(), retry=NO_RETRY, circuit=CircuitPolicy(fail_max=3),
+            tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider,
+        ) as client:
+            await asyncio.gather(*(client.get(server.url) for _ in range(3)))
+            with pytest.raises(CircuitOpenError):
+                await client.get(server.url)
+
+    asyncio.run(main())
+    assert server.hits == 3
+
+
+def test_sixteen_threads_through_one_breaker_run_in_parallel(otel: Otel, server: FaultServer) -> None:
+    """pybreaker's call() holds one lock for the whole call; ours must not serialize requests."""
+    server.default = Reply(200, delay=0.5)
+    client = otel_hardening.harden(
+        httpx.Client(limits=httpx.Limits(max_connections=32)),
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    barrier = threading.Barrier(16)
+
+    def call() -> None:
+        barrier.wait()
+        client.get(server.url)
+
+    threads = [threading.Thread(target=call) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()
+    assert server.hits == 16
+    assert server.max_in_flight >= 12  # serialized, it would be 1

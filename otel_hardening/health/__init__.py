@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from otel_hardening._logging import log_once
+from otel_hardening._logging import log_once, logger
 from otel_hardening.health._model import ComponentStatus, HealthReport, Status
 from otel_hardening.health.config import HealthConfig
 
@@ -86,6 +86,8 @@ def start(config: HealthConfig, meter_provider: MeterProvider | None = None,
                 server = HealthServer(config, current, monitor.alive)
                 server.start()
                 _server = server
+                logger.info("otel_hardening: health endpoint on http://%s:%s/healthz (also /readyz, /livez)",
+                            *server.server_address[:2])
             except Exception:
                 log_once("health:endpoint", logging.ERROR,
                          "otel_hardening: health endpoint could not listen on %s:%s; it is off",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from otel_hardening._logging import log_once
@@ -61,7 +61,8 @@ class HealthMetrics:
 
 
 def emit_change(logger_provider: object | None, previous: Status | None, report: HealthReport) -> None:
-    """An OTel log record (event ``hardening.health.change``) naming the new state and its reasons."""
+    """An OTel log record (event ``hardening.health.change``) naming the new state and its reasons,
+    and the same as a span event when the change is detected inside a recording span."""
     try:
         from opentelemetry import _logs
 
@@ -74,6 +75,9 @@ def emit_change(logger_provider: object | None, previous: Status | None, report:
         body = f"health {was} -> {report.status.value}"
         if reasons:
             body += ": " + "; ".join(reasons)
+        span = trace.get_current_span()
+        if span.is_recording():  # evaluated on demand inside a request (the sampler thread has no span)
+            span.add_event(EVENT_NAME, {STATE: report.status.value, PREVIOUS: was, REASONS: reasons})
         otel_logger.emit(
             severity_number=severity,
             severity_text=severity.name,

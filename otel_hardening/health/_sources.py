@@ -80,7 +80,10 @@ class Upstreams:
                     u = ups[u.name]
             ups[u.name] = u
             current[u.name] = counts
-        self._history.append((now, current))
+        if len(self._history) >= 2 and now - self._history[-1][0] < 1.0:
+            self._history[-1] = (now, current)  # frequent report() calls: keep one sample per second
+        else:
+            self._history.append((now, current))
         while len(self._history) >= 2 and self._history[1][0] <= now - cfg.window:
             self._history.popleft()
         base = self._history[0][1] if len(self._history) >= 2 else {}

@@ -227,3 +227,32 @@ def test_report_hysteresis_and_since(clock: FakeClock) -> None:
     r2 = m.evaluate()
     assert r2.since == pytest.approx(r2.time - 5)
     assert changes == [(None, C), (C, H)]
+
+
+def test_frequent_evaluations_keep_the_window_base() -> None:
+    snaps = [Snap("http://a:80", "a", calls=0, attempts=0)]
+    ups = Upstreams(cfg(window=60), lambda: snaps)
+    ups.components(0)
+    for i in range(1, 5000):  # report() in a hot loop: history stays small, the base stays at t=0
+        snaps[0] = Snap("http://a:80", "a", calls=i, attempts=i, failures=i)
+        comps = by_name(ups.components(10 + i / 1000))
+    assert len(ups._history) <= 3
+    assert comps["http://a:80:errors"].reason.startswith("4999 of 4999 calls")
+
+
+def test_real_resource_tracking_feeds_components(clock: FakeClock) -> None:
+    from otel_hardening import resources
+    from otel_hardening.resources.config import ResourceConfig
+
+    resources.start(ResourceConfig())
+    try:
+        m = Monitor(cfg(), clock=clock, upstreams=list)
+        comps = by_name(list(m.evaluate().components))
+        assert "health:resources" not in comps
+        assert m.resources.sampler_alive is True
+        assert m.alive() == (True, "sampler threads alive")
+    finally:
+        resources.stop()
+    m2 = Monitor(cfg(), clock=clock, upstreams=list)
+    m2.evaluate()
+    assert m2.resources.sampler_alive is None  # not started: tolerated

@@ -110,3 +110,14 @@ def test_report_without_start_evaluates_on_demand() -> None:
 def test_disabled_config_starts_nothing() -> None:
     health.start(HealthConfig(enabled=False))
     assert health._monitor is None
+
+
+def test_change_inside_a_recording_span_adds_a_span_event(otel: Otel, clock: FakeClock) -> None:
+    monitor = Monitor(HealthConfig(recovery_hold=0), clock=clock, resources=lambda: None,
+                      upstreams=lambda: [Snap("http://api:80", "api", "open")])
+    with otel.tracer_provider.get_tracer("t").start_as_current_span("request"):
+        monitor.evaluate()
+    (span,) = otel.finished("request")
+    (event,) = span.events
+    assert event.name == "hardening.health.change"
+    assert dict(event.attributes or {})["hardening.health.state"] == "critical"

@@ -50,4 +50,5 @@ def points(reader: InMemoryMetricReader) -> Points:
 def units(reader: InMemoryMetricReader) -> dict[str, str]:
     data = reader.get_metrics_data()
     assert data is not None
-    return {m.name: m.unit or "" for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    return {m.name: m.unit or ""
+            for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}

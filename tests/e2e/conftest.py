@@ -1,0 +1,238 @@
+"""Fixtures for the end-to-end tests: the real collector binary, Prometheus and Alertmanager on free
+loopback ports (otel_hardening.stack), the demo app in a subprocess, and a flaky upstream.
+
+The collector comes from ``$OTELCOL_BIN`` or the cache collector/build.sh fills. When it or
+Prometheus/Alertmanager is missing, the tests skip with the reason, and the run ends with one loud
+line saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from demo.flaky_upstream import Upstream, make_server
+from otel_hardening.stack import (
+    LocalStack,
+    ManagedProcess,
+    StackError,
+    StackSettings,
+    cached_collector,
+    free_port,
+    repo_root,
+)
+
+ROOT = repo_root(Path(__file__).parent)
+SAMPLING_PERCENTAGE = 50.0
+_SKIPPED: dict[str, str] = {}
+
+
+def _collector_bin() -> tuple[Path | None, str]:
+    env = os.environ.get("OTELCOL_BIN")
+    path = Path(env) if env else cached_collector(ROOT)
+    if os.access(path, os.X_OK):
+        return path, ""
+    source = f"OTELCOL_BIN={env}" if env else f"no binary at {path}"
+    return None, f"the collector is not built ({source}): run collector/build.sh"
+
+
+@pytest.fixture(scope="session")
+def collector_bin() -> Path:
+    path, why = _collector_bin()
+    if path is None:
+        _SKIPPED["collector"] = why
+        pytest.skip(why)
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack_tools(collector_bin: Path) -> Path:
+    missing = [t for t in ("prometheus",) if shutil.which(t) is None]
+    if shutil.which("prometheus-alertmanager") is None and shutil.which("alertmanager") is None:
+        missing.append("alertmanager")
+    if missing:
+        why = f"{' and '.join(missing)} not installed (apt-get install prometheus prometheus-alertmanager)"
+        _SKIPPED["tools"] = why
+        pytest.skip(why)
+    return collector_bin
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        item.stash[_FAILED] = True
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _SKIPPED:
+        reasons = "; ".join(sorted(set(_SKIPPED.values())))
+        terminalreporter.write_line(
+            f"!!!!! E2E TESTS SKIPPED: {reasons} !!!!!", red=True, bold=True
+        )
+
+
+def show_logs_on_failure(request: pytest.FixtureRequest, logs: str) -> None:
+    if request.node.stash.get(_FAILED, False):
+        sys.stderr.write(f"\n----- logs of the stack -----\n{logs}\n")
+
+
+@pytest.fixture
+def stack(stack_tools: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
+    settings = StackSettings(
+        sampling_percentage=SAMPLING_PERCENTAGE, decision_wait="2s", spanmetrics_flush_interval="2s",
+        scrape_interval="1s", ready_timeout=60.0,
+    )
+    local = LocalStack(tmp_path / "stack", root=ROOT, settings=settings, collector_bin=stack_tools)
+    try:
+        local.up()
+    except StackError as exc:
+        pytest.fail(f"the local stack did not come up: {exc}")
+    try:
+        yield local
+    finally:
+        show_logs_on_failure(request, local.logs(60))
+        local.down()
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[Upstream, str]]:
+    state = Upstream()
+    server = make_server(state)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class DemoApp:
+    proc: ManagedProcess
+    url: str
+
+    def work(self, timeout: float = 10.0) -> tuple[int, float]:
+        """(status, seconds) of one GET /work."""
+        start = time.perf_counter()
+        try:
+            with urllib.request.urlopen(f"{self.url}/work", timeout=timeout) as response:
+                status = int(response.status)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        return status, time.perf_counter() - start
+
+
+@pytest.fixture
+def demo_app(stack: LocalStack, upstream: tuple[Upstream, str], tmp_path: Path,
+             request: pytest.FixtureRequest) -> Iterator[DemoApp]:
+    port = free_port()
+    env = {
+        "OTEL_SERVICE_NAME": "e2e-demo",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": stack.otlp_grpc_endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
+        "OTEL_PYTHON_HARDENING_RETRY_MAX_ATTEMPTS": "3",
+        "OTEL_PYTHON_HARDENING_RETRY_BACKOFF_INITIAL": "0.01",
+        "OTEL_PYTHON_HARDENING_RETRY_BACKOFF_MAX": "0.05",
+        "OTEL_PYTHON_HARDENING_CIRCUIT_FAIL_MAX": "1000",
+        "OTEL_PYTHON_HARDENING_RETRY_BUDGET_RATIO": "1.0",
+        "OTEL_PYTHON_HARDENING_RETRY_BUDGET_MIN_PER_SECOND": "1000",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = ManagedProcess.start(
+        "demo-app", [sys.executable, "-m", "demo.app", "--port", str(port), "--upstream", upstream[1]],
+        tmp_path / "demo-app.log", f"http://127.0.0.1:{port}/healthz", env=env, cwd=ROOT,
+    )
+    try:
+        proc.wait_ready(30)
+        yield DemoApp(proc, f"http://127.0.0.1:{port}")
+    finally:
+        proc.stop()
+        show_logs_on_failure(request, f"===== demo-app =====\n{proc.log.read_text(errors='replace')[-4000:]}")
+
+
+# -- reading what arrived ------------------------------------------------------------------------
+
+def read_spans(path: Path) -> list[dict[str, Any]]:
+    """Every span in a file exporter's JSON lines, with its resource attributes as ``_resource``."""
+    spans: list[dict[str, Any]] = []
+    if not path.exists():
+        return spans
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            batch = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written
+        for resource_spans in batch.get("resourceSpans", []):
+            resource = attributes(resource_spans.get("resource", {}))
+            for scope_spans in resource_spans.get("scopeSpans", []):
+                for span in scope_spans.get("spans", []):
+                    span["_resource"] = resource
+                    span["_attributes"] = attributes(span)
+                    spans.append(span)
+    return spans
+
+
+def attributes(obj: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attr in obj.get("attributes", []):
+        value = attr.get("value", {})
+        for kind in ("stringValue", "boolValue", "doubleValue"):
+            if kind in value:
+                out[attr["key"]] = value[kind]
+        if "intValue" in value:
+            out[attr["key"]] = int(value["intValue"])
+    return out
+
+
+def traces_by_id(spans: list[dict[str, Any]], service: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    traces: dict[str, list[dict[str, Any]]] = {}
+    for span in spans:
+        if service is None or span["_resource"].get("service.name") == service:
+            traces.setdefault(span["traceId"], []).append(span)
+    return traces
+
+
+def prom_query(base: str, query: str) -> list[dict[str, Any]]:
+    url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
+    """Poll until ``predicate()`` is truthy; return its value, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")

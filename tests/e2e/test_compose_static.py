@@ -1,0 +1,116 @@
+"""docker-compose.yml, validated without Docker: it parses, mounts only files that exist, pins its
+images, publishes only on loopback, and mounts the very configs the local stack runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from otel_hardening.stack import LocalStack
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+
+# Mounted paths that other work fills in; listed here, by name, rather than silently tolerated.
+PENDING = {"dashboards/build": "Grafana dashboards are generated into dashboards/build/ by the dashboards work"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    mounts = []
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2] if isinstance(volume, str) else (volume["source"], volume["target"])
+        if source.startswith((".", "/")):
+            mounts.append((source, target))
+    return mounts
+
+
+def test_services(compose: dict[str, Any]) -> None:
+    assert {"collector", "prometheus", "alertmanager", "tempo", "grafana", "demo"} <= set(compose["services"])
+
+
+def test_mounted_files_exist(compose: dict[str, Any]) -> None:
+    missing = []
+    for name, service in compose["services"].items():
+        for source, _ in _bind_mounts(service):
+            rel = Path(source).as_posix().removeprefix("./")
+            if not (ROOT / rel).exists() and rel not in PENDING:
+                missing.append(f"{name}: {source}")
+    assert not missing, f"mounted paths missing from the repo: {missing}"
+    for rel, why in PENDING.items():
+        if not (ROOT / rel).exists():
+            pytest.xfail(f"{rel} not in the repo yet ({why}); every other mount exists")
+
+
+def test_images_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        assert image, f"{name}: no image"
+        tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: image {image} is not pinned to a version"
+
+
+def test_build_base_image_pinned() -> None:
+    froms = re.findall(r"^FROM\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert froms and all(re.search(r":\d+\.\d+\.\d+", f) for f in froms), froms
+
+
+def test_ports_loopback_only(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert isinstance(port, str) and port.startswith("127.0.0.1:"), f"{name}: port {port} not on loopback"
+
+
+def test_healthchecks_and_depends_on(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for dep, spec in service.get("depends_on", {}).items():
+            condition = spec["condition"]
+            assert condition in {"service_started", "service_healthy"}, (name, dep)
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy, which has none"
+    for name in ("prometheus", "alertmanager", "tempo", "grafana", "demo"):
+        assert "healthcheck" in services[name], name
+
+
+def test_grafana_has_no_default_admin_password(compose: dict[str, Any]) -> None:
+    env = compose["services"]["grafana"]["environment"]
+    password = env["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?"), "the admin password must come from .env, no default"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    example = (ROOT / ".env.example").read_text()
+    assert "GRAFANA_ADMIN_PASSWORD=" in example and "admin/admin" not in example
+
+
+def test_grafana_datasources_have_fixed_uids() -> None:
+    data = yaml.safe_load((ROOT / "grafana/provisioning/datasources/datasources.yaml").read_text())
+    uids = {d["type"]: d["uid"] for d in data["datasources"]}
+    assert uids == {"prometheus": "prometheus", "tempo": "tempo", "alertmanager": "alertmanager"}
+
+
+def test_compose_mounts_the_configs_the_local_stack_runs(compose: dict[str, Any], tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path, root=ROOT)
+    runs = {p.resolve() for p in stack.config_files()}
+    services = compose["services"]
+    mounted: dict[str, set[Path]] = {}
+    for name in ("collector", "prometheus", "alertmanager"):
+        files: set[Path] = set()
+        for source, target in _bind_mounts(services[name]):
+            path = (ROOT / source).resolve()
+            files |= set(path.glob("*.yml")) | set(path.glob("*.yaml")) if path.is_dir() else {path}
+        mounted[name] = files
+        assert files, f"{name} mounts no config"
+        assert files <= runs, f"{name} mounts configs the local stack does not run: {files - runs}"
+    # ... and the files the services are told to load are among them.
+    assert "--config=/etc/otelcol/otelcol-config.yaml" in services["collector"]["command"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in services["alertmanager"]["command"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from otel_hardening._logging import log_once, logger
@@ -50,7 +51,14 @@ def report() -> HealthReport:
 
             _passive = Monitor(HealthConfig(), on_change=lambda prev, rep: None)
         passive = _passive
-    return passive.evaluate()
+    try:
+        return passive.evaluate()
+    except Exception:
+        log_once("health:report", logging.ERROR, "otel_hardening: health evaluation failed", exc_info=True)
+        now = time.time()
+        failed = ComponentStatus("health", "evaluation", Status.DEGRADED,
+                                 "health evaluation failed (see the otel_hardening log)")
+        return HealthReport(Status.DEGRADED, (failed,), since=now, time=now)
 
 
 def start(config: HealthConfig, meter_provider: MeterProvider | None = None,
@@ -67,7 +75,11 @@ def start(config: HealthConfig, meter_provider: MeterProvider | None = None,
             from otel_hardening.health._runtime import Monitor
 
             monitor = Monitor(config, logger_provider=logger_provider)
-            monitor.start()
+            try:
+                monitor.start()
+            except Exception:
+                monitor.stop()  # detach the log handler and join whatever did start
+                raise
             if not any(p is meter_provider for p in _metered):
                 HealthMetrics(_latest, meter_provider)
                 _metered.append(meter_provider)

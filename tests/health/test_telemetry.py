@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
@@ -121,3 +122,26 @@ def test_change_inside_a_recording_span_adds_a_span_event(otel: Otel, clock: Fak
     (event,) = span.events
     assert event.name == "hardening.health.change"
     assert dict(event.attributes or {})["hardening.health.state"] == "critical"
+
+
+def test_start_failure_leaves_health_off_and_detached(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    def broken(self: Monitor) -> None:
+        self.export.attach()
+        raise RuntimeError("thread limit")
+
+    monkeypatch.setattr(Monitor, "start", broken)
+    before = list(logging.getLogger("opentelemetry").handlers)
+    health.start(HealthConfig(interval=60))  # must not raise
+    assert health._monitor is None
+    assert logging.getLogger("opentelemetry").handlers == before
+
+
+def test_report_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Monitor) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(Monitor, "evaluate", broken)
+    report = health.report()
+    assert report.status is Status.DEGRADED and report.components[0].name == "health:evaluation"

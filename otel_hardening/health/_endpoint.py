@@ -1,17 +1,20 @@
 """``/healthz``, ``/readyz`` and ``/livez`` over HTTP, in the IETF health-check draft format.
 
 Bounded: one accept thread, at most ``MAX_WORKERS`` handler threads (further connections get an
-immediate 503 and are closed), a short socket timeout against slow clients, the stdlib limits on
-request line and headers, no request bodies read. Responses come from the latest report the sampler
-computed, so a flood of requests costs no evaluation work.
+immediate 503 and are closed), a per-read socket timeout plus a total deadline per connection
+against slow clients, the stdlib limits on request line and headers, no request bodies read.
+Responses come from the latest report the sampler computed, so a flood of requests costs no
+evaluation work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -21,6 +24,8 @@ from otel_hardening.health.config import HealthConfig
 
 MAX_WORKERS = 4
 SOCKET_TIMEOUT = 2.0
+CONNECTION_DEADLINE = 5.0
+"""Seconds a connection may take in total: a client trickling bytes under the per-read timeout is cut."""
 CONTENT_TYPE = "application/health+json"
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n"
          b"Retry-After: 1\r\n\r\n")
@@ -156,6 +161,8 @@ class HealthServer(HTTPServer):
         self.report = report
         self.alive = alive
         self._slots = threading.BoundedSemaphore(MAX_WORKERS)
+        self._active: dict[Any, float] = {}
+        self._active_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         super().__init__((host, port), _Handler)
 
@@ -179,13 +186,26 @@ class HealthServer(HTTPServer):
         thread.start()
 
     def _work(self, request: Any, client_address: Any) -> None:
+        with self._active_lock:
+            self._active[request] = time.monotonic()
         try:
             self.finish_request(request, client_address)
         except Exception:
             pass  # a broken client connection is the client's problem
         finally:
+            with self._active_lock:
+                self._active.pop(request, None)
             self.shutdown_request(request)
             self._slots.release()
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever`` every poll interval: cut connections past their deadline."""
+        cutoff = time.monotonic() - CONNECTION_DEADLINE
+        with self._active_lock:
+            late = [conn for conn, started in self._active.items() if started < cutoff]
+        for conn in late:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Silent: never print tracebacks for client garbage."""

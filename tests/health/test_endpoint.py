@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -226,3 +227,34 @@ def test_port_in_use_logs_and_keeps_the_rest_running(caplog: pytest.LogCaptureFi
         health.start(HealthConfig(endpoint=("127.0.0.1", s.getsockname()[1]), interval=60))
     assert health._server is None and health._monitor is not None
     assert "health endpoint could not listen" in caplog.text
+
+
+def test_handler_threads_stay_bounded_and_tricklers_are_cut(make_env: type[Env],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from otel_hardening.health import _endpoint
+
+    monkeypatch.setattr(_endpoint, "CONNECTION_DEADLINE", 0.5)
+    env = make_env()
+    port = env.server.server_address[1]
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(30)]
+    try:
+        for s in socks:
+            with contextlib.suppress(OSError):  # already answered busy and closed
+                s.sendall(b"GET /heal")
+        time.sleep(0.2)
+        workers = [t for t in threading.enumerate() if t.name == "otel-hardening-health-http"]
+        assert 1 <= len(workers) <= MAX_WORKERS
+        # keep trickling below the per-read timeout: the total deadline still cuts them
+        for _ in range(8):
+            for s in socks:
+                with contextlib.suppress(OSError):
+                    s.sendall(b"t")
+            time.sleep(0.2)
+        assert not [t for t in threading.enumerate() if t.name == "otel-hardening-health-http"]
+    finally:
+        for s in socks:
+            s.close()
+    assert env.get("/healthz").status_code == 200

@@ -32,7 +32,7 @@ class _UpstreamFailure(Exception):
     """Stands for a failed attempt (a 5xx response, say) when pybreaker is told about it."""
 
 
-class _Listener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+class _Listener(pybreaker.CircuitBreakerListener):
     def __init__(self, circuit: Circuit) -> None:
         self._circuit = circuit
 

@@ -27,6 +27,7 @@ from otel_hardening.http.errors import CircuitOpenError
 from otel_hardening.http.redaction import has_secret_query, redact_url
 from otel_hardening.http.registry import REGISTRY, Upstream
 
+_URL_KEYS = ("url.full", "http.url")
 _OPTION_KEYS = frozenset({"retry", "max_attempts", "idempotent", "deadline"})
 
 
@@ -139,7 +140,10 @@ class Call:
         if attempt > 1:
             span.set_attribute("http.request.resend_count", attempt - 1)
         if self._redacted_url is not None:
-            span.set_attribute("url.full", self._redacted_url)
+            # the instrumentation reports the URL as url.full, http.url (old semconv) or both
+            present = getattr(span, "attributes", None) or {}
+            for key in [k for k in _URL_KEYS if k in present] or ["url.full"]:
+                span.set_attribute(key, self._redacted_url)
         if attempt == 1:
             self.first_attempt = ctx
 
@@ -201,7 +205,8 @@ class Call:
                 self._deny("max_attempts", reason)
             return None
         if retry_after is not None and retry_after > self.retry.retry_after_max:
-            return self._deny("retry_after_too_long", reason)
+            self._deny("retry_after_too_long", reason)
+            return None
         if retry_after is not None:
             delay = retry_after
         else:
@@ -209,12 +214,15 @@ class Call:
                 self._delays = pol.backoff_delays(self.retry.backoff_initial, self.retry.backoff_max)
             delay = next(self._delays)
         if delay >= self.deadline - (time.monotonic() - self.start):
-            return self._deny("deadline", reason)
+            self._deny("deadline", reason)
+            return None
         circuit = self.upstream.circuit
         if circuit.state == OPEN and circuit.seconds_until_trial() > delay:
-            return self._deny("circuit_open", reason)
+            self._deny("circuit_open", reason)
+            return None
         if not self.upstream.budget.try_withdraw():
-            return self._deny("retry_budget", reason)
+            self._deny("retry_budget", reason)
+            return None
         self._ensure_span().add_event(tm.EVENT_RETRY, {
             "hardening.attempt": self.attempt,
             "hardening.retry.delay": delay,
@@ -231,7 +239,6 @@ class Call:
             "hardening.retry.reason": reason,
             "hardening.retry.denied": why,
         })
-        return None
 
     def _outcome(self, ok: bool) -> str:
         if ok:

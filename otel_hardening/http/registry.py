@@ -56,7 +56,7 @@ class Upstream:
         self.calls = self.attempts = self.retries = self.failures = 0
         base = {"server.address": host, "server.port": port}
         self.base_attrs: dict[str, Any] = base
-        self.outcome_attrs = {o: {**base, "hardening.outcome": o} for o in tm.OUTCOMES}
+        self.outcome_attrs: dict[str, dict[str, Any]] = {o: {**base, "hardening.outcome": o} for o in tm.OUTCOMES}
         self.circuit_attrs: dict[str, Any] = {"hardening.circuit.name": name}
         self.state_attrs = {s: {**self.circuit_attrs, "hardening.circuit.state": s} for s in tm.CIRCUIT_STATES}
         self._retry_attrs: dict[str, dict[str, Any]] = {}

@@ -33,7 +33,7 @@ class _FailureSignal:
     error = warning = exception
 
 
-class FallbackRedisStorage(pybreaker.CircuitBreakerStorage):  # type: ignore[misc]
+class FallbackRedisStorage(pybreaker.CircuitBreakerStorage):
     def __init__(self, url: str, namespace: str) -> None:
         super().__init__("redis")
         self._url = url
@@ -63,7 +63,7 @@ class FallbackRedisStorage(pybreaker.CircuitBreakerStorage):  # type: ignore[mis
         except Exception as exc:  # redis-py raises several families on connect
             self._mark_down(type(exc).__name__)
             return
-        storage.logger = _FailureSignal(self)
+        storage.logger = _FailureSignal(self)  # type: ignore[assignment]
         self._redis = storage
         forget("redis:down")
 

@@ -116,10 +116,11 @@ class HardenedTransport(httpx.BaseTransport):
                 call.abandon()
                 raise
             else:
-                delay = call.on_response(response)
-                if delay is None:
+                retry_in = call.on_response(response)
+                if retry_in is None:
                     return response
                 response.close()
+                delay = retry_in
             time.sleep(delay)
 
     def close(self) -> None:
@@ -162,10 +163,11 @@ class AsyncHardenedTransport(httpx.AsyncBaseTransport):
                 call.abandon()
                 raise
             else:
-                delay = call.on_response(response)
-                if delay is None:
+                retry_in = call.on_response(response)
+                if retry_in is None:
                     return response
                 await response.aclose()
+                delay = retry_in
             await anyio.sleep(delay)
 
     async def aclose(self) -> None:

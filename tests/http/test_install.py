@@ -1,0 +1,178 @@
+"""install() / uninstall(), composition with opentelemetry-instrumentation-httpx, and zero code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+import otel_hardening
+from otel_hardening import HardeningConfig, RetryPolicy
+from otel_hardening.config import BudgetPolicy
+from otel_hardening.health.config import HealthConfig
+from otel_hardening.http.harden import is_hardened
+from otel_hardening.resources.config import ResourceConfig
+from tests.conftest import Otel
+from tests.faultserver import FaultServer, Reply
+
+CONFIG = HardeningConfig(
+    retry=RetryPolicy(max_attempts=3, backoff_initial=0.01), budget=BudgetPolicy(min_per_second=100),
+    resources=ResourceConfig(enabled=False), health=HealthConfig(enabled=False),
+)
+
+
+@pytest.fixture
+def installed(otel: Otel) -> Iterator[Otel]:
+    otel_hardening.install(CONFIG, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    yield otel
+    otel_hardening.uninstall()
+
+
+def test_install_hardens_every_new_client_and_traces_each_attempt(installed: Otel, server: FaultServer) -> None:
+    assert HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
+    server.then(Reply(503))
+    with httpx.Client(mounts={"http://example.invalid": httpx.HTTPTransport()}) as client:
+        assert is_hardened(client)
+        assert all(is_hardened_transport(t) for t in client._mounts.values())
+        assert client.get(server.url).status_code == 200
+    assert len([s for s in installed.finished() if s.kind.name == "CLIENT"]) == 2
+    assert len(installed.finished("hardening.request")) == 1
+
+
+def is_hardened_transport(t: object) -> bool:
+    from otel_hardening.http.transport import AsyncHardenedTransport, HardenedTransport
+
+    return isinstance(t, (HardenedTransport, AsyncHardenedTransport))
+
+
+async def test_install_hardens_async_clients(installed: Otel, server: FaultServer) -> None:
+    server.then(Reply(502))
+    async with httpx.AsyncClient() as client:
+        assert is_hardened(client)
+        assert (await client.get(server.url)).status_code == 200
+    assert server.hits == 2
+
+
+def test_uninstall_restores_plain_behaviour(otel: Otel, server: FaultServer) -> None:
+    otel_hardening.install(CONFIG, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    old = httpx.Client()
+    otel_hardening.uninstall()
+    assert not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry  # install() turned it on
+    new = httpx.Client()
+    assert not is_hardened(new)
+    server.default = Reply(503)
+    assert old.get(server.url).status_code == 503  # the old client passes straight through now
+    assert new.get(server.url).status_code == 503
+    assert server.hits == 2
+    old.close()
+    new.close()
+
+
+@pytest.mark.parametrize("first", ["httpx", "hardening"])
+def test_composes_with_otel_httpx_in_either_order(first: str, otel: Otel, server: FaultServer) -> None:
+    httpx_instrumentor = HTTPXClientInstrumentor()
+
+    def instrument_httpx() -> None:
+        httpx_instrumentor.instrument(tracer_provider=otel.tracer_provider)
+
+    def install() -> None:
+        otel_hardening.install(CONFIG, tracer_provider=otel.tracer_provider,
+                               meter_provider=otel.meter_provider)
+
+    steps = [instrument_httpx, install] if first == "httpx" else [install, instrument_httpx]
+    for step in steps:
+        step()
+    try:
+        server.then(Reply(503))
+        with httpx.Client() as client:
+            assert client.get(server.url).status_code == 200
+        assert len([s for s in otel.finished() if s.kind.name == "CLIENT"]) == 2
+        otel_hardening.uninstall()
+        # uninstalling hardening leaves the OTel instrumentation the user turned on intact
+        otel.spans.clear()
+        if first == "httpx":
+            assert httpx_instrumentor.is_instrumented_by_opentelemetry
+            with httpx.Client() as client:
+                client.get(server.url)
+            assert len([s for s in otel.finished() if s.kind.name == "CLIENT"]) == 1
+    finally:
+        otel_hardening.uninstall()
+        if httpx_instrumentor.is_instrumented_by_opentelemetry:
+            httpx_instrumentor.uninstrument()
+
+
+def test_uninstrumenting_httpx_leaves_hardening_intact(installed: Otel, server: FaultServer) -> None:
+    HTTPXClientInstrumentor().uninstrument()
+    server.then(Reply(503))
+    with httpx.Client() as client:
+        assert client.get(server.url).status_code == 200
+    assert server.hits == 2
+
+
+def test_bad_env_config_logs_once_and_uses_default(caplog: pytest.LogCaptureFixture) -> None:
+    env = {"OTEL_PYTHON_HARDENING_RETRY_MAX_ATTEMPTS": "abc",
+           "OTEL_PYTHON_HARDENING_CIRCUIT_STORAGE": "mysql://x"}
+    config = HardeningConfig.from_env(env)
+    assert config.retry.max_attempts == 3
+    assert config.circuit.storage == "memory"
+    messages = [r.getMessage() for r in caplog.records]
+    (attempts,) = [m for m in messages if "RETRY_MAX_ATTEMPTS" in m]
+    assert "'abc'" in attempts and "whole number >= 1" in attempts and "default 3" in attempts
+    HardeningConfig.from_env(env)
+    assert len([r for r in caplog.records if "RETRY_MAX_ATTEMPTS" in r.getMessage()]) == 1
+
+
+def test_env_config_is_read() -> None:
+    config = HardeningConfig.from_env({
+        "OTEL_PYTHON_HARDENING_RETRY_MAX_ATTEMPTS": "5",
+        "OTEL_PYTHON_HARDENING_RETRY_STATUSES": "500,503",
+        "OTEL_PYTHON_HARDENING_CIRCUIT_FAIL_MAX": "7",
+        "OTEL_PYTHON_HARDENING_RETRY_NON_IDEMPOTENT": "yes",
+        "OTEL_PYTHON_HARDENING_RETRY_BUDGET_RATIO": "0.1",
+    })
+    assert config.retry.max_attempts == 5
+    assert config.retry.retry_statuses == {500, 503}
+    assert config.circuit.fail_max == 7
+    assert config.retry.retry_non_idempotent
+    assert config.budget.ratio == 0.1
+
+
+APP = textwrap.dedent("""
+    import json, sys, httpx
+    with httpx.Client() as client:
+        response = client.get(sys.argv[1])
+    transport = type(client._transport).__name__
+    with open(sys.argv[2], "w") as f:
+        json.dump({"status": response.status_code, "transport": transport}, f)
+""")
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_opentelemetry_instrument_loads_us_with_zero_code(disabled: bool, server: FaultServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server.then(Reply(503))
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none",
+           "OTEL_LOGS_EXPORTER": "none", "OTEL_PYTHON_HARDENING_RETRY_BACKOFF_INITIAL": "0.01",
+           "OTEL_PYTHON_HARDENING_RESOURCES": "off", "OTEL_SERVICE_NAME": "zero-code-test"}
+    if disabled:
+        env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = "hardening"
+    result_file = tmp_path / "result.json"
+    out = subprocess.run(["opentelemetry-instrument", sys.executable, str(app), server.url, str(result_file)],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(result_file.read_text())
+    if disabled:
+        assert result == {"status": 503, "transport": "HTTPTransport"}
+        assert server.hits == 1
+    else:
+        assert result == {"status": 200, "transport": "HardenedTransport"}
+        assert server.hits == 2
+        assert '"http.request.resend_count": 1' in out.stdout + out.stderr

@@ -10,6 +10,7 @@ Configuration: :class:`otel_hardening.health.config.HealthConfig` (``OTEL_PYTHON
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -40,7 +41,8 @@ def _latest() -> HealthReport | None:
 
 
 def report() -> HealthReport:
-    """The current health. Before ``start()`` it is evaluated on demand (no probes, no export watch)."""
+    """The current health. Before ``start()`` it is evaluated on demand with the configuration from the
+    environment (no probes, no export watch, no log records)."""
     global _passive
     monitor = _monitor
     if monitor is not None and monitor.latest is not None:
@@ -49,7 +51,7 @@ def report() -> HealthReport:
         if _passive is None:
             from otel_hardening.health._runtime import Monitor
 
-            _passive = Monitor(HealthConfig(), on_change=lambda prev, rep: None)
+            _passive = Monitor(HealthConfig.from_env(os.environ), on_change=lambda prev, rep: None)
         passive = _passive
     try:
         return passive.evaluate()

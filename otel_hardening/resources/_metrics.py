@@ -58,6 +58,7 @@ class Binding:
         self.probe = probe
         self.sampler = sampler
         self.active = True
+        self.callbacks: list[Callback] = []
 
     def _guard(self, name: str, body: Callable[[], Iterable[Observation]], semconv: bool = False) -> Callback:
         def callback(_options: CallbackOptions) -> Iterable[Observation]:
@@ -180,6 +181,7 @@ class Binding:
             specs.append((gauge, metric, unit, description, g(metric, self._growth(name))))
         for create, name, unit, description, callback in specs:
             create(name, callbacks=[callback], unit=unit, description=description)
+            self.callbacks.append(callback)
 
 
 _bindings: list[tuple[object, Binding]] = []

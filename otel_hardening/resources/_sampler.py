@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 from otel_hardening._logging import log_once
 from otel_hardening.resources import _hunt, _probe
-from otel_hardening.resources._trend import LeakTracker, TrendParams
+from otel_hardening.resources._trend import BLOCKS, MIN_POINTS_PER_BLOCK, LeakTracker, TrendParams
 from otel_hardening.resources.config import ResourceConfig
 
 RESOURCES = ("memory", "fds", "threads", "tasks")
 MAX_POINTS = 10_000
+MIN_POINTS = BLOCKS * MIN_POINTS_PER_BLOCK
 PAGE = 4096
 
 
@@ -53,7 +54,12 @@ class Sampler:
         self._started_at = clock()
         self.latest = SlowReading()
         self.memory_limit = _probe.memory_limit()
-        maxlen = min(MAX_POINTS, math.ceil(config.leak_window / config.interval) + 4)
+        per_window = config.leak_window / config.interval
+        if not MIN_POINTS <= per_window <= MAX_POINTS:
+            log_once("resources:window", logging.WARNING,
+                     "otel_hardening: OTEL_PYTHON_HARDENING_LEAK_WINDOW / RESOURCE_INTERVAL = %.0f samples; "
+                     "leak detection needs %d to %d and stays off", per_window, MIN_POINTS, MAX_POINTS)
+        maxlen = min(MAX_POINTS, math.ceil(per_window) + 4)
         count = TrendParams(config.leak_window, config.leak_min_count_growth / config.leak_window, 1.0)
         params = {
             "memory": TrendParams(config.leak_window, config.leak_min_memory_rate, PAGE),

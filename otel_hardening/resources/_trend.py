@@ -3,7 +3,7 @@
 A naive trend test (Mann-Kendall, or a least-squares slope with a p-value) assumes independent
 samples. Resource series are anything but: a sawtooth or a burst makes neighbouring samples move
 together, the test's variance is far too small and it "finds" trends in stationary series. So the
-decision here rests on three conditions that each rule out one family of false positives:
+decision here rests on four conditions that each rule out one family of false positives:
 
 1. **The floor rises in every block, by more than the noise.** The window is cut into ``BLOCKS``
    equal time blocks and the low quantile of each block is taken. A leak lifts the floor of every
@@ -13,7 +13,10 @@ decision here rests on three conditions that each rule out one family of false p
    robust to autocorrelation as long as a block holds whole cycles.
 2. **The robust slope is large enough.** Theil-Sen (median of pairwise slopes) ignores up to ~29%
    outliers; it must exceed the configured minimum rate so that slow drift in the noise is not a leak.
-3. **It holds on consecutive ticks** (see ``LeakTracker``), so a single unlucky window does not flip
+3. **The growth is sustained.** Every block rise is at least ``SUSTAINED`` of what the slope
+   predicts: a cache that filled fast early in the window and has almost stopped has a steep slope
+   but a small last rise.
+4. **It holds on consecutive ticks** (see ``LeakTracker``), so a single unlucky window does not flip
    the gauge.
 """
 
@@ -30,6 +33,8 @@ MIN_POINTS_PER_BLOCK = 3
 MAX_SLOPE_POINTS = 64
 NOISE_STEPS = 1.5
 """A block floor must rise by this many noise standard deviations (see ``noise_scale``)."""
+SUSTAINED = 0.3
+"""Each block's rise must be at least this share of what the robust slope predicts for one block."""
 COVERAGE = 0.9
 """Share of the window the samples must span before any verdict (a partial window has short blocks)."""
 
@@ -139,6 +144,8 @@ def assess(times: Sequence[float], values: Sequence[float], params: TrendParams)
         return Verdict(False, slope, "floor not rising in every block")
     if slope < params.min_rate or slope <= 0:
         return Verdict(False, slope, "robust slope below the minimum rate")
+    if not all(r >= SUSTAINED * slope * block_seconds for r in rises):
+        return Verdict(False, slope, "growth not sustained across the window")
     return Verdict(True, slope, "floor rising in every block and robust slope above the minimum")
 
 

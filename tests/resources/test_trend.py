@@ -76,9 +76,20 @@ def count_bursty(t: float, rng: random.Random) -> float:
     return 40 + (rng.randint(5, 30) if rng.random() < 0.3 else 0) + rng.choice([0, 1])
 
 
-LEAKS = {"steady": (steady_leak, MEM), "slow": (slow_leak, MEM),
+def varying_rate_leak(t: float, rng: random.Random) -> float:
+    # leak proportional to load, load wandering between 0.5x and 1.5x
+    leaked = (1 * MIB / 60) * (t + 45 - 45 * math.cos(t / 90))  # integral of rate * (1 + 0.5 sin(t/90))
+    return 200 * MIB + leaked + noise(rng)
+
+
+def fill_ends_mid_window(t: float, rng: random.Random) -> float:
+    return 200 * MIB + min(t, 330) * (30 * MIB / 330) + noise(rng)
+
+
+LEAKS = {"varying rate": (varying_rate_leak, MEM), "steady": (steady_leak, MEM), "slow": (slow_leak, MEM),
          "sawtooth+leak": (leak_under_sawtooth, MEM), "count": (count_leak, COUNT)}
-NON_LEAKS = {"plateau": (plateau, MEM), "sawtooth": (sawtooth, MEM), "bursty": (bursty, MEM),
+NON_LEAKS = {"plateau": (plateau, MEM), "fill ends mid-window": (fill_ends_mid_window, MEM),
+             "sawtooth": (sawtooth, MEM), "bursty": (bursty, MEM),
              "one-off": (one_off, MEM), "one-off freed": (one_off_freed, MEM),
              "count bursty": (count_bursty, COUNT), "flat": (lambda t, r: 200 * MIB + noise(r), MEM)}
 

@@ -1,0 +1,155 @@
+"""The tracemalloc hunt in-process: ranking, one at a time, respecting the user's tracemalloc,
+bounds, and the report as a log record correlated with the trace."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_hardening import resources
+from otel_hardening.resources import _hunt
+from otel_hardening.resources._sampler import Sampler
+from otel_hardening.resources.config import ResourceConfig
+
+CHUNK = bytes(range(256))
+
+
+class Workload:
+    """A leak on one line and a bigger allocate/free cycle on another, in a background thread."""
+
+    def __init__(self) -> None:
+        self.kept: list[bytes] = []
+        self.temp: list[bytes] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self) -> None:
+        i = 0
+        while not self.done.wait(0.002):
+            self.kept.append(CHUNK * 16)  # leak: 4 KiB every 2 ms
+            if i % 50 == 0:
+                self.temp.clear()
+            self.temp.append(CHUNK * 512)  # sawtooth: up to 6.4 MiB, freed every 100 ms
+            i += 1
+
+
+def _line(marker: str) -> int:
+    source, first = inspect.getsourcelines(Workload.run)
+    return next(first + i for i, text in enumerate(source) if marker in text)
+
+
+LEAK_LINE = _line("# leak:")
+SAWTOOTH_LINE = _line("# sawtooth:")
+
+
+@pytest.fixture
+def workload() -> Iterator[Workload]:
+    w = Workload()
+    w.thread.start()
+    yield w
+    w.done.set()
+    w.thread.join()
+
+
+@pytest.fixture(autouse=True)
+def _tracemalloc_off() -> Iterator[None]:
+    yield
+    tracemalloc.stop()
+
+
+def test_hunt_ranks_the_leaking_line_first_not_the_sawtooth(workload: Workload) -> None:
+    report = resources.hunt(0.6, top=5)
+    assert report.error is None and not tracemalloc.is_tracing()
+    top = report.sites[0]
+    assert (top.file, top.line) == (__file__, LEAK_LINE)
+    assert top.size_diff > 0 and top.count_diff > 0
+    assert "self.kept.append(CHUNK * 16)" in top.traceback[-1]
+    assert all(s.line != SAWTOOTH_LINE or s.file != __file__ for s in report.sites[:1])
+
+
+def test_hunt_drops_its_own_and_tracemalloc_frames(workload: Workload) -> None:
+    report = resources.hunt(0.3, top=50)
+    files = {s.file for s in report.sites}
+    assert tracemalloc.__file__ not in files
+    assert not any("otel_hardening/resources" in f for f in files)
+
+
+def test_only_one_hunt_at_a_time() -> None:
+    first = threading.Thread(target=resources.hunt, args=(0.5,))
+    first.start()
+    try:
+        deadline = time.monotonic() + 2
+        while not _hunt.running():
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        started = time.monotonic()
+        report = resources.hunt(5.0)
+        assert report.error == "a hunt is already running"
+        assert time.monotonic() - started < 1.0  # it did not wait for the running one
+    finally:
+        first.join()
+
+
+def test_tracemalloc_started_by_the_user_stays_on(workload: Workload) -> None:
+    tracemalloc.start(3)
+    report = resources.hunt(0.3)
+    assert report.tracemalloc_was_tracing
+    assert tracemalloc.is_tracing()
+
+
+def test_memory_bound_cuts_the_hunt_short(workload: Workload) -> None:
+    resources.start(ResourceConfig(interval=3600.0, hunt_max_memory=1))
+    started = time.monotonic()
+    report = resources.hunt(10.0)
+    assert report.truncated and time.monotonic() - started < 5.0
+    assert not tracemalloc.is_tracing()
+
+
+def test_a_stop_ends_a_running_hunt() -> None:
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    report = _hunt.run(30.0, 10, 5, 1 << 30, stop)
+    assert report.error is not None and report.truncated
+    assert time.monotonic() - started < 5.0 and not tracemalloc.is_tracing()
+
+
+def test_sampler_stop_joins_an_automatic_hunt() -> None:
+    sampler = Sampler(ResourceConfig(interval=3600.0, hunt_duration=30.0))
+    sampler.start()
+    sampler._start_hunt(time.monotonic())
+    sampler.stop()
+    assert not [t for t in threading.enumerate() if t.name.startswith("otel-hardening")]
+    assert not tracemalloc.is_tracing()
+
+
+def test_report_is_a_log_record_and_span_event_in_the_callers_trace(workload: Workload) -> None:
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    resources.start(ResourceConfig(interval=3600.0), MeterProvider(), logger_provider)
+    with tracer_provider.get_tracer("t").start_as_current_span("debug-endpoint") as span:
+        resources.hunt(0.3)
+    (record,) = [r.log_record for r in logs.get_finished_logs()]
+    assert record.trace_id == span.get_span_context().trace_id
+    assert record.span_id == span.get_span_context().span_id
+    assert record.attributes is not None
+    assert record.attributes["hardening.leak.hunt.trigger"] == "api"
+    assert record.attributes["code.line.number"] == LEAK_LINE
+    assert isinstance(record.body, str) and f"{__file__}:{LEAK_LINE}" in record.body
+    (finished,) = spans.get_finished_spans()
+    assert [e.name for e in finished.events] == ["hardening.leak.report"]

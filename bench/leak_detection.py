@@ -41,6 +41,8 @@ ENV = {
     "MALLOC_MMAP_THRESHOLD_": "131072",
 }
 TICK = 0.01
+PERIOD = float(os.environ.get("LEAK_BENCH_SAWTOOTH_PERIOD", "1"))
+"""Seconds per allocate/free cycle; the tests shorten it together with the window."""
 CHUNK = bytes(range(256))
 
 
@@ -83,7 +85,7 @@ class SawtoothLeak(Scenario):
 
 
 def sawtooth(s: Scenario, t: float) -> None:
-    if int(t) != int(t - TICK):
+    if int(t / PERIOD) != int((t - TICK) / PERIOD):
         s.temp.clear()
     if len(s.temp) < 64:
         s.temp.append(CHUNK * 1024)  # 256 KiB, above the mmap threshold

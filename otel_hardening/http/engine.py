@@ -78,6 +78,8 @@ class Call:
         self._delays: Iterator[float] | None = None
         self._redacted_url = redact_url(request.url) if has_secret_query(request.url) else None
         self._timeouts: Mapping[str, float | None] | None = request.extensions.get("timeout")
+        timeouts = list(self._timeouts.values()) if self._timeouts else []
+        self._longest_timeout = None if None in timeouts else max(timeouts, default=0.0)
         self._user_trace = request.extensions.get("trace")
         self.start = time.monotonic()
         self.start_ns = time.time_ns()
@@ -122,6 +124,8 @@ class Call:
         if self._timeouts is None:
             return
         remaining = max(0.001, self.deadline - (time.monotonic() - self.start))
+        if self._longest_timeout is not None and self._longest_timeout <= remaining:
+            return
         self.request.extensions["timeout"] = {
             k: remaining if v is None else min(v, remaining) for k, v in self._timeouts.items()
         }
@@ -272,8 +276,8 @@ class Call:
         return trace.use_span(self.span, end_on_exit=False)
 
     def _finish(self, outcome: str) -> None:
-        self.upstream.finished(outcome, self.attempt)
         span = self.span
+        self.upstream.finished(outcome, self.attempt, acted=span is not None)
         if span is None:
             return
         span.set_attribute("hardening.attempts", self.attempt)
@@ -301,10 +305,19 @@ class _AttemptHook:
     def __init__(self, call: Call, attempt: int, outer: int, user: Any) -> None:
         self.call, self.attempt, self.outer, self.user, self.done = call, attempt, outer, user, False
 
+    def _first(self) -> None:
+        self.done = True
+        self.call.on_attempt_span(self.attempt, self.outer)
+        # httpcore looks the extension up for every event: hand the rest to the user's hook, if any
+        extensions = self.call.request.extensions
+        if self.user is None:
+            extensions.pop("trace", None)
+        else:
+            extensions["trace"] = self.user
+
     def __call__(self, name: str, info: Any) -> None:
         if not self.done:
-            self.done = True
-            self.call.on_attempt_span(self.attempt, self.outer)
+            self._first()
         if self.user is not None:
             self.user(name, info)
 
@@ -312,7 +325,6 @@ class _AttemptHook:
 class _AsyncAttemptHook(_AttemptHook):
     async def __call__(self, name: str, info: Any) -> None:  # type: ignore[override]
         if not self.done:
-            self.done = True
-            self.call.on_attempt_span(self.attempt, self.outer)
+            self._first()
         if self.user is not None:
             await self.user(name, info)

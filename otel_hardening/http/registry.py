@@ -54,6 +54,7 @@ class Upstream:
         self.circuit = Circuit(name, circuit, make_storage(circuit.storage, name), self._state_changed)
         self._lock = threading.Lock()
         self.calls = self.attempts = self.retries = self.failures = 0
+        self._outcomes = dict.fromkeys(tm.OUTCOMES, 0)
         base = {"server.address": host, "server.port": port}
         self.base_attrs: dict[str, Any] = base
         self.outcome_attrs: dict[str, dict[str, Any]] = {o: {**base, "hardening.outcome": o} for o in tm.OUTCOMES}
@@ -70,15 +71,20 @@ class Upstream:
     def started(self) -> None:
         self.budget.deposit()
 
-    def finished(self, outcome: str, attempts: int) -> None:
+    def finished(self, outcome: str, attempts: int, acted: bool) -> None:
         with self._lock:
             self.calls += 1
+            self._outcomes[outcome] += 1
             self.attempts += attempts
             self.retries += max(0, attempts - 1)
             if outcome in tm.FAILED_OUTCOMES:
                 self.failures += 1
-        self.telemetry.calls.add(1, self.outcome_attrs[outcome])
-        self.telemetry.attempts.record(attempts, self.base_attrs)
+        if acted:
+            self.telemetry.retried_attempts.record(attempts, self.base_attrs)
+
+    def outcome_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {o: n for o, n in self._outcomes.items() if n}
 
     def _state_changed(self, circuit: Circuit, old: str, new: str) -> None:
         self.telemetry.transitions.add(1, self.state_attrs[new])

@@ -54,8 +54,9 @@ def test_503_burst_then_recovery(h: Harness, server: FaultServer, traced_httpx: 
     assert traced_httpx.total("hardening.http.client.retries", **{"error.type": "503"}) == 2
     (delay_point,) = [p for _, p in traced_httpx.points("hardening.http.client.retry.delay")]
     assert delay_point.count == 2
-    (attempts_point,) = [p for _, p in traced_httpx.points("hardening.http.client.attempts")]
-    assert attempts_point.sum == 3
+    assert traced_httpx.total("hardening.http.client.attempts") == 3
+    (retried,) = [p for _, p in traced_httpx.points("hardening.http.client.retried.attempts")]
+    assert (retried.count, retried.sum) == (1, 3)
 
 
 def test_first_time_success_adds_no_span(h: Harness, server: FaultServer, traced_httpx: Otel) -> None:

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -110,14 +111,10 @@ def main() -> None:
     for _ in range(args.rounds):
         for hardened in (False, True):
             client, make_async = pair[hardened]
-            results["sync"][hardened].append(measure(lambda: sync_mode(client, url, n), n))
-            results["threads"][hardened].append(measure(lambda: threads_mode(client, url, n), n))
-
-            def run_async() -> None:
-                c = make_async()
-                async_mode(c, url, n)
-
-            results["async"][hardened].append(measure(run_async, n))
+            results["sync"][hardened].append(measure(partial(sync_mode, client, url, n), n))
+            results["threads"][hardened].append(measure(partial(threads_mode, client, url, n), n))
+            async_client = make_async()
+            results["async"][hardened].append(measure(partial(async_mode, async_client, url, n), n))
     upstream.terminate()
 
     print(f"{'mode':<28}{'plain µs/req':>14}{'hardened µs/req':>17}{'overhead':>10}{'goal':>8}")

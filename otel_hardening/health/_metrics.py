@@ -32,10 +32,10 @@ class HealthMetrics:
         provider = meter_provider or metrics.get_meter_provider()
         meter = provider.get_meter(SCOPE)
         meter.create_observable_gauge(
-            "hardening.health.status", callbacks=[self._status], unit="1",
+            "hardening.health.status", callbacks=[self._status], unit="",
             description="Process health: 1 for the current state (healthy, degraded, critical), 0 otherwise")
         meter.create_observable_gauge(
-            "hardening.health.component.status", callbacks=[self._components], unit="1",
+            "hardening.health.component.status", callbacks=[self._components], unit="",
             description="Health of one component:measurement: 1 for its current state, 0 otherwise")
 
     def _report(self) -> HealthReport | None:

@@ -72,7 +72,7 @@ class Telemetry:
             "hardening.circuit.transitions", unit="{transition}",
             description="Circuit state changes, by the state entered.")
         meter.create_observable_gauge(
-            "hardening.circuit.state", callbacks=[self._observe_circuits], unit="1",
+            "hardening.circuit.state", callbacks=[self._observe_circuits], unit="",
             description="1 for the circuit's current state, 0 for the others.")
         meter.create_observable_gauge(
             "hardening.retry.budget.available", callbacks=[self._observe_budgets], unit="{retry}",

@@ -273,7 +273,7 @@ def hunt_overhead(seconds: float = 2.0) -> dict[str, float]:
     ratios = {}
     for name, fn in workloads.items():
         base = cpu_per_iteration(fn)
-        for frames in (1, 5):
+        for frames in (1, 3, 5):
             worker = threading.Thread(target=_hunt.run, args=(seconds + 0.3, 10, frames, 1 << 30))
             worker.start()
             time.sleep(0.1)

@@ -9,6 +9,7 @@ allocation sites that grew. See docs/telemetry.md for every metric and README fo
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -125,6 +126,29 @@ def hunt(seconds: float, top: int = 10) -> LeakReport:
             log_once("resources:report", logging.ERROR, "otel_hardening: could not emit the leak report",
                      exc_info=True)
     return report
+
+
+def _after_fork_in_child() -> None:
+    """Threads do not survive fork: a worker forked after ``install()`` (gunicorn ``--preload``,
+    multiprocessing) gets its own sampler instead of one that looks dead."""
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at fork time
+    _hunt.after_fork_in_child()
+    state = _state
+    if state is None:
+        return
+    try:
+        sampler = Sampler(state.config, state.sampler.on_report)
+        state.binding.probe, state.binding.sampler = _probe.ProcessProbe(), sampler
+        state.sampler = sampler
+        sampler.start()
+    except Exception:
+        log_once("resources:fork", logging.ERROR,
+                 "otel_hardening: resource tracking could not restart after fork", exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def snapshot() -> ResourceSnapshot | None:

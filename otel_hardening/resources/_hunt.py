@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 _running = threading.Lock()
+_owns_tracemalloc = False
+"""tracemalloc was started by the running hunt (so a forked child knows to stop it)."""
 _POLL = 0.02
 CHECKPOINTS = 8
 """Snapshots between the first and the last, kept only as bytes per line (a few KiB each)."""
@@ -132,9 +134,11 @@ def run(seconds: float, top: int, frames: int, max_memory: int,
         return LeakReport(error="a hunt is already running")
     try:
         stop = stop or threading.Event()
+        global _owns_tracemalloc
         was_tracing = tracemalloc.is_tracing()
         if not was_tracing:
             tracemalloc.start(max(1, frames))
+            _owns_tracemalloc = True
         try:
             before = tracemalloc.take_snapshot()
             started = time.monotonic()
@@ -159,6 +163,7 @@ def run(seconds: float, top: int, frames: int, max_memory: int,
         finally:
             if not was_tracing:
                 tracemalloc.stop()
+                _owns_tracemalloc = False
         return LeakReport(sites=rank(before, after, checkpoints, top), seconds=elapsed, truncated=truncated,
                           tracemalloc_was_tracing=was_tracing)
     finally:
@@ -167,3 +172,12 @@ def run(seconds: float, top: int, frames: int, max_memory: int,
 
 def running() -> bool:
     return _running.locked()
+
+
+def after_fork_in_child() -> None:
+    """A hunt running in the parent at fork time does not exist in the child: release what it held."""
+    global _running, _owns_tracemalloc
+    _running = threading.Lock()
+    if _owns_tracemalloc:
+        tracemalloc.stop()
+        _owns_tracemalloc = False

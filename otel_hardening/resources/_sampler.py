@@ -44,7 +44,7 @@ class Sampler:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self._probe = _probe.ProcessProbe()  # its own: CPU utilization deltas belong to the reader's
-        self._on_report = on_report
+        self.on_report = on_report
         self._clock = clock
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -151,8 +151,8 @@ class Sampler:
         try:
             c = self.config
             report = _hunt.run(c.hunt_duration, c.hunt_top, c.hunt_frames, c.hunt_max_memory, self._stop)
-            if self._on_report is not None and report.error is None:
-                self._on_report(report)
+            if self.on_report is not None and report.error is None:
+                self.on_report(report)
         except Exception:
             log_once("resources:hunt", logging.ERROR, "otel_hardening: leak hunt failed", exc_info=True)
 

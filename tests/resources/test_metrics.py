@@ -215,3 +215,33 @@ def test_sampler_alive_is_false_when_its_thread_died(provider: MeterProvider,
     wait_for(lambda: not state.sampler._thread.is_alive())  # type: ignore[union-attr]
     snap = resources.snapshot()
     assert snap is not None and snap.sampler_alive is False
+
+
+def test_a_forked_child_gets_its_own_sampler(provider: MeterProvider) -> None:
+    import json
+    import os
+
+    resources.start(FAST, meter_provider=provider)
+    parent_pid = os.getpid()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave without running pytest's teardown
+        try:
+            state = resources._state
+            assert state is not None
+            time.sleep(0.2)
+            snap = resources.snapshot()
+            names = [t.name for t in threading.enumerate()]
+            result = {"alive": snap is not None and snap.sampler_alive,
+                      "threads": names.count("otel-hardening-resources"),
+                      "ticked": state.sampler.latest.at > 0,
+                      "pid_probed": state.binding.probe._process().pid}
+            os.write(write_end, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    result = json.loads(os.read(read_end, 4096))
+    os.close(read_end)
+    assert result == {"alive": True, "threads": 1, "ticked": True, "pid_probed": pid}
+    assert os.getpid() == parent_pid

@@ -67,3 +67,13 @@ def test_memory_limit_cgroup_v1_and_unlimited(tmp_path: Path) -> None:
     assert memory_limit(root, proc) == 268435456
     root, proc = _cgroup(tmp_path / "u", "4:memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712\n"})
     assert memory_limit(root, proc) is None
+
+
+def test_public_surface_is_sorted_and_complete() -> None:
+    from otel_hardening import resources
+
+    public = {name for name in vars(resources) if not name.startswith("_")}
+    public -= {"annotations", "config", "logging", "os", "threading", "dataclass", "field", "Mapping",
+               "MappingProxyType", "Any", "otel_context", "metrics", "log_once", "Sampler"}
+    assert resources.__all__ == sorted(resources.__all__)
+    assert set(resources.__all__) == public

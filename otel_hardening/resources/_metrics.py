@@ -173,7 +173,7 @@ class Binding:
             (updown, "hardening.httpx.client.open", "{client}",
              "Hardened httpx clients alive and not closed.",
              g("hardening.httpx.client.open", self._httpx_clients)),
-            (gauge, "hardening.resource.leak.suspected", "1",
+            (gauge, "hardening.resource.leak.suspected", "",
              "1 while the leak detector suspects the resource named by hardening.resource is leaking.",
              g("hardening.resource.leak.suspected", self._suspected)),
         ]

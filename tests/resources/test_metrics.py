@@ -40,7 +40,7 @@ HARDENING = {
     "hardening.process.file_descriptor.usage": "1",
     "hardening.process.socket.count": "{socket}",
     "hardening.httpx.client.open": "{client}",
-    "hardening.resource.leak.suspected": "1",
+    "hardening.resource.leak.suspected": "",
     "hardening.memory.growth_rate": "By/s",
     "hardening.fd.growth_rate": "{file_descriptor}/s",
     "hardening.thread.growth_rate": "{thread}/s",

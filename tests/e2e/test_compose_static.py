@@ -104,7 +104,7 @@ def test_compose_mounts_the_configs_the_local_stack_runs(compose: dict[str, Any]
     mounted: dict[str, set[Path]] = {}
     for name in ("collector", "prometheus", "alertmanager"):
         files: set[Path] = set()
-        for source, target in _bind_mounts(services[name]):
+        for source, _target in _bind_mounts(services[name]):
             path = (ROOT / source).resolve()
             files |= set(path.glob("*.yml")) | set(path.glob("*.yaml")) if path.is_dir() else {path}
         mounted[name] = files

@@ -1,0 +1,62 @@
+"""``python -m otel_hardening.stack up|down|status``: see the package docstring."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from otel_hardening.stack._process import StackError
+from otel_hardening.stack._stack import LocalStack, StackSettings
+
+
+def _default_run_dir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "otel-hardening" / "stack"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m otel_hardening.stack", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--run-dir", type=Path, default=_default_run_dir(),
+                        help="state, data and logs (default: %(default)s)")
+    parser.add_argument("--build", action="store_true", help="build the collector first if not cached")
+    parser.add_argument("--sampling-percentage", type=float, default=10.0,
+                        help="share of plain-success traces kept by tail sampling (default: %(default)s)")
+    parser.add_argument("--decision-wait", default="10s", help="tail-sampling decision_wait")
+    parser.add_argument("--scrape-interval", default="15s", help="Prometheus scrape interval")
+    args = parser.parse_args(argv)
+    run_dir: Path = args.run_dir
+    try:
+        if args.command == "up":
+            settings = StackSettings(
+                sampling_percentage=args.sampling_percentage, decision_wait=args.decision_wait,
+                scrape_interval=args.scrape_interval,
+            )
+            stack = LocalStack(run_dir, settings=settings)
+            stack.up(build=args.build)
+            print(f"OTEL_EXPORTER_OTLP_ENDPOINT={stack.otlp_grpc_endpoint}")
+            print(f"OTLP/HTTP:    {stack.otlp_http_endpoint}")
+            print(f"prometheus:   {stack.prometheus_url}")
+            print(f"alertmanager: {stack.alertmanager_url}")
+            print(f"traces:       {stack.traces_file}  (no Tempo in the local stack)")
+            print(f"logs:         {run_dir}/*.log")
+        elif args.command == "down":
+            stack = LocalStack.load(run_dir)
+            stack.down()
+            print(f"stopped; logs kept in {run_dir}")
+        else:
+            stack = LocalStack.load(run_dir)
+            states = stack.status()
+            for name, state in states.items():
+                print(f"{name:13} {state:8} pid {stack.procs[name].pid}  log {stack.procs[name].log}")
+            return 0 if all(s == "ready" for s in states.values()) else 1
+    except StackError as exc:
+        print(f"otel_hardening.stack: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

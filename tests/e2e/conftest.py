@@ -180,13 +180,7 @@ def read_spans(path: Path) -> list[dict[str, Any]]:
     spans: list[dict[str, Any]] = []
     if not path.exists():
         return spans
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            batch = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line being written
+    for batch in _json_objects(path.read_text()):
         for resource_spans in batch.get("resourceSpans", []):
             resource = attributes(resource_spans.get("resource", {}))
             for scope_spans in resource_spans.get("scopeSpans", []):
@@ -195,6 +189,24 @@ def read_spans(path: Path) -> list[dict[str, Any]]:
                     span["_attributes"] = attributes(span)
                     spans.append(span)
     return spans
+
+
+def _json_objects(text: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects in a file exporter's output. A collector killed mid-write leaves its last
+    object without a newline (the restarted one appends right after it) or cut short: read object
+    by object, and skip to the next object start past a cut-short one."""
+    decoder = json.JSONDecoder()
+    start = "{\"resourceSpans\""
+    pos = text.find(start)
+    while pos != -1:
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            pos = text.find(start, pos + 1)
+            continue
+        if isinstance(obj, dict):
+            yield obj
+        pos = text.find(start, end)
 
 
 def attributes(obj: dict[str, Any]) -> dict[str, Any]:

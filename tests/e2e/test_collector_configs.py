@@ -1,0 +1,78 @@
+"""Every shipped config is accepted by the real tools: `otelcol validate` on the built collector for
+each collector config combination, promtool and amtool for Prometheus and Alertmanager."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import ROOT
+
+COLLECTOR = ROOT / "collector"
+# (configs layered with --config, extra env): the ways the configs are run.
+COMBINATIONS = {
+    "single (compose)": (["otelcol-config.yaml"], {}),
+    "single (local stack)": (["otelcol-config.yaml", "local-overlay.yaml"], {"OTELCOL_TRACES_FILE": "/dev/null"}),
+    "gateway": (["otelcol-config.yaml", "gateway.yaml"], {}),
+    "gateway (local)": (["otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml"],
+                        {"OTELCOL_TRACES_FILE": "/dev/null"}),
+    "agent": (["agent.yaml"], {"OTELCOL_GATEWAYS": "[127.0.0.1:4317, 127.0.0.1:5317]"}),
+}
+
+
+def test_every_collector_config_is_covered() -> None:
+    shipped = {p.name for p in COLLECTOR.glob("*.yaml")} - {"builder-config.yaml"}
+    covered = {name for configs, _ in COMBINATIONS.values() for name in configs}
+    assert shipped == covered, f"configs not validated: {shipped - covered}"
+
+
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+def test_otelcol_validate(collector_bin: Path, combination: str) -> None:
+    configs, env = COMBINATIONS[combination]
+    argv = [str(collector_bin), "validate"]
+    for config in configs:
+        argv += ["--config", str(COLLECTOR / config)]
+    result = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env}, timeout=60,
+                            check=False)
+    assert result.returncode == 0, f"{combination}: {result.stdout}{result.stderr}"
+
+
+def test_tail_sampling_keeps_trouble() -> None:
+    """The policies the issue asks for, in the one place gateways and the single collector share."""
+    config = yaml.safe_load((COLLECTOR / "otelcol-config.yaml").read_text())
+    policies = {p["type"]: p for p in config["processors"]["tail_sampling"]["policies"]}
+    assert policies["status_code"]["status_code"]["status_codes"] == ["ERROR"]
+    assert policies["numeric_attribute"]["numeric_attribute"]["key"] == "http.request.resend_count"
+    assert policies["numeric_attribute"]["numeric_attribute"]["min_value"] == 1
+    outcomes = set(policies["string_attribute"]["string_attribute"]["values"])
+    assert outcomes == {"success_after_retry", "failure", "failure_after_retry", "rejected_circuit_open",
+                        "rejected_retry_budget"}
+    assert not policies["string_attribute"]["string_attribute"].get("invert_match")
+    assert "probabilistic" in policies
+    gateway = yaml.safe_load((COLLECTOR / "gateway.yaml").read_text())
+    assert "tail_sampling" not in gateway.get("processors", {}), "gateways must share the single policy set"
+    for name in ("otelcol-config.yaml", "agent.yaml"):
+        pipelines = yaml.safe_load((COLLECTOR / name).read_text())["service"]["pipelines"]
+        for pipeline, spec in pipelines.items():
+            assert spec["processors"][0] == "memory_limiter", f"{name} {pipeline}: memory_limiter must be first"
+
+
+def test_prometheus_config_valid_for_debian_prometheus() -> None:
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    result = subprocess.run(["promtool", "check", "config", "--syntax-only", str(ROOT / "prometheus/prometheus.yml")],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alertmanager_config_valid() -> None:
+    if shutil.which("amtool") is None:
+        pytest.skip("amtool not installed (apt-get install prometheus-alertmanager)")
+    result = subprocess.run(["amtool", "check-config", str(ROOT / "alertmanager/alertmanager.yml")],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,143 @@
+"""Scale-out on loopback: one agent (agent.yaml, loadbalancing by trace id) in front of two gateways
+(otelcol-config.yaml + gateway.yaml + local-overlay.yaml, tail sampling). Every span of a trace must
+land on the same gateway, and sampling decisions must be whole-trace."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode, set_span_in_context
+
+from otel_hardening.stack import ManagedProcess, Ports, StackSettings, collector_env
+from tests.e2e.conftest import ROOT, read_spans, show_logs_on_failure, traces_by_id, wait_for
+
+pytestmark = pytest.mark.e2e
+
+SERVICE = "scaleout-test"
+TRACES, SPANS_PER_TRACE = 40, 4
+COLLECTOR = ROOT / "collector"
+
+
+class ScaleOut:
+    def __init__(self, collector_bin: Path, run_dir: Path) -> None:
+        self.bin = collector_bin
+        self.run_dir = run_dir
+        self.procs: list[ManagedProcess] = []
+        self.gateway_files: list[Path] = []
+        self.agent_endpoint = ""
+
+    def start(self, gateways: int = 2) -> None:
+        settings = StackSettings(sampling_percentage=50, decision_wait="3s", spanmetrics_flush_interval="5s")
+        addresses = []
+        for i in range(gateways):
+            ports = Ports.pick()
+            traces = self.run_dir / f"gateway-{i}.jsonl"
+            self.gateway_files.append(traces)
+            env = collector_env(ports, traces, settings)
+            argv = [str(self.bin)]
+            for config in ("otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml"):
+                argv += ["--config", str(COLLECTOR / config)]
+            self.procs.append(ManagedProcess.start(
+                f"gateway-{i}", argv, self.run_dir / f"gateway-{i}.log",
+                f"http://127.0.0.1:{ports.health}/", env=env,
+            ))
+            addresses.append(f"127.0.0.1:{ports.otlp_grpc}")
+        # Gateways first: spans the agent cannot deliver at once are retried seconds later, and a
+        # span later than decision_wait gets a decision of its own (see the README).
+        for proc in self.procs:
+            proc.wait_ready(60)
+        agent = Ports.pick()
+        self.procs.append(ManagedProcess.start(
+            "agent", [str(self.bin), "--config", str(COLLECTOR / "agent.yaml")], self.run_dir / "agent.log",
+            f"http://127.0.0.1:{agent.health}/",
+            env={
+                "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{agent.otlp_grpc}",
+                "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{agent.otlp_http}",
+                "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{agent.health}",
+                "OTELCOL_SELF_METRICS_HOST": "127.0.0.1",
+                "OTELCOL_SELF_METRICS_PORT": str(agent.self_metrics),
+                "OTELCOL_GATEWAYS": "[" + ", ".join(addresses) + "]",
+                "OTELCOL_BATCH_TIMEOUT": "200ms",
+            },
+        ))
+        self.agent_endpoint = f"http://127.0.0.1:{agent.otlp_grpc}"
+        self.procs[-1].wait_ready(60)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {p.name} =====\n{p.log.read_text(errors='replace')[-3000:]}" for p in self.procs)
+
+
+@pytest.fixture
+def scaleout(collector_bin: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ScaleOut]:
+    setup = ScaleOut(collector_bin, tmp_path)
+    try:
+        setup.start()
+        yield setup
+    finally:
+        show_logs_on_failure(request, setup.logs())
+        setup.stop()
+
+
+def send_interleaved_traces(endpoint: str) -> tuple[set[str], set[str]]:
+    """TRACES traces of SPANS_PER_TRACE spans, each span its own export, traces interleaved in time.
+    Returns the trace ids (hex) with an error span and those without."""
+    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
+    tracer = provider.get_tracer("scaleout")
+    roots = [tracer.start_span("root") for _ in range(TRACES)]
+    errors, plain = set(), set()
+    for step in range(1, SPANS_PER_TRACE):
+        for i, root in enumerate(roots):
+            child = tracer.start_span(f"step-{step}", context=set_span_in_context(root))
+            if step == 2 and i % 2 == 0:
+                child.set_status(Status(StatusCode.ERROR, "boom"))
+            child.end()
+        time.sleep(0.2)
+    for i, root in enumerate(roots):
+        root.end()
+        trace_id = format(root.get_span_context().trace_id, "032x")
+        (errors if i % 2 == 0 else plain).add(trace_id)
+    provider.shutdown()
+    return errors, plain
+
+
+def test_agent_routes_whole_traces_to_one_gateway(scaleout: ScaleOut) -> None:
+    errors, plain = send_interleaved_traces(scaleout.agent_endpoint)
+
+    def per_gateway() -> list[dict[str, list[dict[str, object]]]]:
+        return [traces_by_id(read_spans(path), SERVICE) for path in scaleout.gateway_files]
+
+    def errors_arrived() -> bool:
+        seen = set().union(*(set(g) for g in per_gateway()))
+        return errors <= seen
+
+    wait_for(errors_arrived, 45, what="every error trace on some gateway")
+    time.sleep(4)  # decision_wait 3s: every plain trace is decided by now
+    gateways = per_gateway()
+
+    kept_plain = 0
+    for trace_id in errors | plain:
+        holders = [i for i, g in enumerate(gateways) if trace_id in g]
+        if trace_id in errors:
+            assert len(holders) == 1, f"error trace {trace_id} on gateways {holders}"
+        if not holders:
+            continue  # a plain trace the probabilistic policy dropped, whole
+        assert len(holders) == 1, f"trace {trace_id} split across gateways {holders}"
+        spans = gateways[holders[0]][trace_id]
+        assert len(spans) == SPANS_PER_TRACE, f"trace {trace_id}: {len(spans)} of {SPANS_PER_TRACE} spans kept"
+        kept_plain += trace_id in plain
+
+    assert all(gateways), "the agent sent every trace to one gateway: no load balancing"
+    # 20 plain traces at 50%: expect ~10; far outside means sampling is not per trace.
+    assert 2 <= kept_plain <= 18, f"kept {kept_plain} of {len(plain)} plain traces at 50%"

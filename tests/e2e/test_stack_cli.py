@@ -1,0 +1,52 @@
+"""`python -m otel_hardening.stack up|status|down` as a user runs it: processes outlive `up`, `status`
+sees them ready, `down` stops exactly those processes and keeps the logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.e2e.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def _cli(run_dir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "otel_hardening.stack", *args, "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False,
+    )
+
+
+def test_up_status_down(stack_tools: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OTELCOL_BIN": str(stack_tools)}
+    run_dir = tmp_path / "stack"
+    up = _cli(run_dir, "up", "--scrape-interval", "1s", env=env)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:" in up.stdout
+        state = json.loads((run_dir / "stack.json").read_text())
+        pids = {name: proc["pid"] for name, proc in state["procs"].items()}
+        assert set(pids) == {"collector", "prometheus", "alertmanager"}
+        assert all(psutil.pid_exists(pid) for pid in pids.values())
+
+        status = _cli(run_dir, "status", env=env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert status.stdout.count("ready") == 3, status.stdout
+
+        again = _cli(run_dir, "up", env=env)
+        assert again.returncode == 1 and "already recorded" in again.stderr
+    finally:
+        down = _cli(run_dir, "down", env=env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    for name, pid in pids.items():
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, name
+    assert (run_dir / "collector.log").stat().st_size > 0
+    assert not (run_dir / "stack.json").exists()
+    assert _cli(run_dir, "status", env=env).returncode == 1

@@ -134,6 +134,11 @@ def test_hardening_and_process_metrics_reach_prometheus(
     outcomes = {r["metric"].get("hardening_outcome") for r in calls}
     assert {"success", "success_after_retry"} <= outcomes, calls
 
+    # Span metrics (every span, before sampling), with the hardening outcome as a dimension.
+    query = f'traces_span_metrics_calls_total{{service_name="{SERVICE}", span_name="hardening.request"}}'
+    span_calls = wait_for(lambda: prom_query(stack.prometheus_url, query), 30, what=query)
+    assert "success_after_retry" in {r["metric"].get("hardening_outcome") for r in span_calls}, span_calls
+
 
 def collector_span_counters(stack: LocalStack) -> str:
     """The collector's own span counters, for failure messages."""

@@ -2,8 +2,11 @@
 
 Every logical request deposits ``ratio`` tokens and every retry withdraws one, so in a total outage
 retries add at most ``ratio`` of the request rate instead of multiplying it by ``max_attempts``. A
-floor of ``min_per_second`` tokens keeps retries working for quiet clients. Deposits are capped at
-``ttl`` seconds' worth of traffic so a long healthy period cannot bank an unbounded retry storm.
+floor of ``min_per_second`` tokens keeps retries working for quiet clients. The bank is capped at
+``ttl`` seconds' worth of allowance, so a long healthy period cannot save up a retry storm.
+
+The request rate behind the cap is re-estimated once a second, so a deposit is a counter increment
+and an addition: it runs on every request.
 """
 
 from __future__ import annotations
@@ -20,34 +23,38 @@ class RetryBudget:
         self._floor = policy.min_per_second
         self._ttl = policy.ttl
         self._lock = threading.Lock()
-        self._request_rate = 0.0  # exponentially decayed requests per second
-        self._tokens = policy.min_per_second * policy.ttl
-        self._updated = time.monotonic()
+        self._cap = max(1.0, policy.min_per_second * policy.ttl)
+        self._tokens = self._cap if policy.min_per_second > 0 else 0.0
+        self._rate = 0.0
+        self._count = 0
+        self._tick = time.monotonic()
 
-    def _refill(self, now: float) -> None:
-        elapsed = now - self._updated
-        if elapsed <= 0:
-            return
-        self._updated = now
-        self._tokens = min(self._capacity(), self._tokens + self._floor * elapsed)
-
-    def _capacity(self) -> float:
-        return max(1.0, (self._floor + self._ratio * self._request_rate) * self._ttl)
+    def _roll(self, now: float) -> None:
+        """Once a second: refill the floor, re-estimate the request rate, re-size the bank."""
+        elapsed = now - self._tick
+        weight = min(1.0, elapsed / self._ttl)
+        self._rate += (self._count / elapsed - self._rate) * weight
+        self._cap = max(1.0, (self._floor + self._ratio * self._rate) * self._ttl)
+        self._tokens = min(self._cap, self._tokens + self._floor * elapsed)
+        self._count = 0
+        self._tick = now
 
     def deposit(self) -> None:
         """Called once per logical request."""
+        now = time.monotonic()
         with self._lock:
-            now = time.monotonic()
-            elapsed = now - self._updated
-            decay = max(0.0, 1.0 - elapsed / self._ttl)
-            self._request_rate = self._request_rate * decay + 1.0 / self._ttl
-            self._refill(now)
-            self._tokens = min(self._capacity(), self._tokens + self._ratio)
+            if now - self._tick >= 1.0:
+                self._roll(now)
+            self._count += 1
+            tokens = self._tokens + self._ratio
+            self._tokens = tokens if tokens < self._cap else self._cap
 
     def try_withdraw(self) -> bool:
         """Take one retry's worth of tokens; False when the budget is spent."""
+        now = time.monotonic()
         with self._lock:
-            self._refill(time.monotonic())
+            if now - self._tick >= 1.0:
+                self._roll(now)
             if self._tokens >= 1.0:
                 self._tokens -= 1.0
                 return True
@@ -56,5 +63,4 @@ class RetryBudget:
     @property
     def available(self) -> float:
         with self._lock:
-            self._refill(time.monotonic())
             return self._tokens

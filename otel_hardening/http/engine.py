@@ -47,9 +47,19 @@ class Engine:
         self.budget = budget
         self.telemetry = telemetry
         self.active = active or (lambda: True)
+        self._upstreams: dict[tuple[str, str, int | None], Upstream] = {}
+        self._generation = -1
 
     def begin(self, request: httpx.Request) -> Call:
-        upstream = REGISTRY.get(request.url, self.circuit, self.budget, self.telemetry)
+        url = request.url
+        key = (url.scheme, url.host, url.port)
+        if self._generation != REGISTRY.generation:
+            self._upstreams = {}
+            self._generation = REGISTRY.generation
+        upstream = self._upstreams.get(key)
+        if upstream is None:
+            upstream = REGISTRY.get(url, self.circuit, self.budget, self.telemetry)
+            self._upstreams[key] = upstream
         return Call(self, request, upstream)
 
 
@@ -78,8 +88,6 @@ class Call:
         self._delays: Iterator[float] | None = None
         self._redacted_url = redact_url(request.url) if has_secret_query(request.url) else None
         self._timeouts: Mapping[str, float | None] | None = request.extensions.get("timeout")
-        timeouts = list(self._timeouts.values()) if self._timeouts else []
-        self._longest_timeout = None if None in timeouts else max(timeouts, default=0.0)
         self._user_trace = request.extensions.get("trace")
         self.start = time.monotonic()
         self.start_ns = time.time_ns()
@@ -121,10 +129,11 @@ class Call:
         self._cap_timeouts()
 
     def _cap_timeouts(self) -> None:
-        if self._timeouts is None:
+        timeouts = self._timeouts
+        if timeouts is None:
             return
         remaining = max(0.001, self.deadline - (time.monotonic() - self.start))
-        if self._longest_timeout is not None and self._longest_timeout <= remaining:
+        if all(t is not None and t <= remaining for t in timeouts.values()):
             return
         self.request.extensions["timeout"] = {
             k: remaining if v is None else min(v, remaining) for k, v in self._timeouts.items()

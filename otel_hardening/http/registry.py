@@ -100,6 +100,8 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._upstreams: dict[tuple[Any, ...], Upstream] = {}
+        self.generation = 0
+        """Bumped by clear(), so engines drop the upstreams they cached."""
 
     def get(self, url: httpx.URL, circuit: CircuitPolicy, budget: BudgetPolicy,
             telemetry: tm.Telemetry) -> Upstream:
@@ -125,6 +127,7 @@ class Registry:
     def clear(self) -> None:
         with self._lock:
             self._upstreams.clear()
+            self.generation += 1
 
 
 REGISTRY = Registry()

@@ -136,7 +136,7 @@ class Call:
         if all(t is not None and t <= remaining for t in timeouts.values()):
             return
         self.request.extensions["timeout"] = {
-            k: remaining if v is None else min(v, remaining) for k, v in self._timeouts.items()
+            k: remaining if v is None else min(v, remaining) for k, v in timeouts.items()
         }
 
     def install_attempt_hook(self, is_async: bool) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import subprocess
 import sys
@@ -68,6 +69,22 @@ def async_mode(client: httpx.AsyncClient, url: str, n: int) -> None:
     asyncio.run(main())
 
 
+class _Canned(httpx.BaseTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=httpx.ByteStream(b"ok"), headers={"content-length": "2"})
+
+
+def layer_cost(tp: TracerProvider, mp: MeterProvider, n: int = 20000) -> float:
+    """The hardening layer's own CPU per request, with no network under it (stable across runs)."""
+    plain = httpx.Client(transport=_Canned())
+    hard = otel_hardening.harden(httpx.Client(transport=_Canned()), tracer_provider=tp, meter_provider=mp)
+    costs: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(5):
+        for hardened, client in ((False, plain), (True, hard)):
+            costs[hardened].append(measure(partial(sync_mode, client, "http://upstream.test/", n), n))
+    return statistics.median(costs[True]) - statistics.median(costs[False])
+
+
 def measure(run: Callable[[], None], n: int) -> float:
     """Client CPU microseconds per request."""
     start = time.process_time()
@@ -78,7 +95,8 @@ def measure(run: Callable[[], None], n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--modes", default="sync,threads,async", help="comma-separated subset")
     args = parser.parse_args()
 
     upstream = subprocess.Popen([sys.executable, str(Path(__file__).with_name("upstream.py"))],
@@ -104,24 +122,46 @@ def main() -> None:
         return sync_client, make_async
 
     n = args.requests
-    results: dict[str, dict[bool, list[float]]] = {m: {False: [], True: []} for m in ("sync", "threads", "async")}
+    modes = tuple(args.modes.split(","))
+    results: dict[str, dict[bool, list[float]]] = {m: {False: [], True: []} for m in modes}
+    ratios: dict[str, list[float]] = {m: [] for m in modes}
     pair = {False: clients(False), True: clients(True)}
     for hardened in (False, True):  # warm up connections and code paths
         sync_mode(pair[hardened][0], url, 200)
-    for _ in range(args.rounds):
-        for hardened in (False, True):
-            client, make_async = pair[hardened]
-            results["sync"][hardened].append(measure(partial(sync_mode, client, url, n), n))
-            results["threads"][hardened].append(measure(partial(threads_mode, client, url, n), n))
-            async_client = make_async()
-            results["async"][hardened].append(measure(partial(async_mode, async_client, url, n), n))
+    gc.collect()
+    gc.disable()  # a collection landing in one variant's round is noise, not cost
+    try:
+        for round_ in range(args.rounds):
+            order = (False, True) if round_ % 2 == 0 else (True, False)
+            for mode in modes:
+                cost: dict[bool, float] = {}
+                for hardened in order:
+                    client, make_async = pair[hardened]
+                    if mode == "sync":
+                        run = partial(sync_mode, client, url, n)
+                    elif mode == "threads":
+                        run = partial(threads_mode, client, url, n)
+                    else:
+                        run = partial(async_mode, make_async(), url, n)
+                    cost[hardened] = measure(run, n)
+                    results[mode][hardened].append(cost[hardened])
+                ratios[mode].append(cost[True] / cost[False])
+                gc.collect()
+    finally:
+        gc.enable()
     upstream.terminate()
 
     print(f"{'mode':<28}{'plain µs/req':>14}{'hardened µs/req':>17}{'overhead':>10}{'goal':>8}")
-    for mode, label in (("sync", "sync"), ("threads", "16 threads, one client"), ("async", "async, 200 concurrent")):
+    labels = {"sync": "sync", "threads": "16 threads, one client", "async": "async, 200 concurrent"}
+    for mode in modes:
         plain = statistics.median(results[mode][False])
         hard = statistics.median(results[mode][True])
-        print(f"{label:<28}{plain:>14.1f}{hard:>17.1f}{(hard / plain - 1) * 100:>9.1f}%{'≤ 5%':>8}")
+        overhead = (statistics.median(ratios[mode]) - 1) * 100
+        print(f"{labels[mode]:<28}{plain:>14.1f}{hard:>17.1f}{overhead:>9.1f}%{'≤ 5%':>8}")
+    for mode in modes:
+        print(f"  {mode} per-round overheads %: " + " ".join(f"{(r - 1) * 100:.1f}" for r in sorted(ratios[mode])))
+    print(f"the layer alone (canned inner transport, no network): {layer_cost(tp, mp):.1f} µs CPU per request")
+    print("overhead = median over rounds of (hardened / plain) - 1, each round measuring both back to back")
 
 
 if __name__ == "__main__":

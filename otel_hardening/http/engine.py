@@ -66,6 +66,15 @@ class Engine:
 class Call:
     """One logical request: its attempts, waits, circuit permits and telemetry."""
 
+    # What most calls never change stays a class attribute: __init__ runs on every request.
+    attempt = 0
+    permit: Permit | None = None
+    span: trace.Span | None = None
+    first_attempt: trace.SpanContext | None = None
+    denied: str | None = None
+    _delays: Iterator[float] | None = None
+    _redacted_url: str | None = None
+
     def __init__(self, engine: Engine, request: httpx.Request, upstream: Upstream) -> None:
         self.request = request
         self.upstream = upstream
@@ -80,13 +89,8 @@ class Call:
         if options is not None:
             enabled, idempotent = self._apply(options, enabled, idempotent)
         self.can_retry = enabled and self.max_attempts > 1 and idempotent and pol.is_replayable(request)
-        self.attempt = 0
-        self.permit: Permit | None = None
-        self.span: trace.Span | None = None
-        self.first_attempt: trace.SpanContext | None = None
-        self.denied: str | None = None
-        self._delays: Iterator[float] | None = None
-        self._redacted_url = redact_url(request.url) if has_secret_query(request.url) else None
+        if has_secret_query(request.url):
+            self._redacted_url = redact_url(request.url)
         self._timeouts: Mapping[str, float | None] | None = request.extensions.get("timeout")
         self._user_trace = request.extensions.get("trace")
         self.start = time.monotonic()
@@ -133,7 +137,8 @@ class Call:
         if timeouts is None:
             return
         remaining = max(0.001, self.deadline - (time.monotonic() - self.start))
-        if all(t is not None and t <= remaining for t in timeouts.values()):
+        longest = _longest(timeouts)
+        if longest is not None and longest <= remaining:
             return
         self.request.extensions["timeout"] = {
             k: remaining if v is None else min(v, remaining) for k, v in timeouts.items()
@@ -295,6 +300,14 @@ class Call:
         if outcome in tm.FAILED_OUTCOMES:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
+
+
+def _longest(timeouts: Mapping[str, float | None]) -> float | None:
+    """The longest of httpx's four timeouts, None if any is unlimited."""
+    connect, read, write, pool = (timeouts.get(k) for k in ("connect", "read", "write", "pool"))
+    if connect is None or read is None or write is None or pool is None:
+        return None
+    return max(connect, read, write, pool)
 
 
 class _NoScope:

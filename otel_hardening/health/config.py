@@ -10,34 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from otel_hardening import _env
 from otel_hardening._logging import log_once
+from otel_hardening._redaction import redact_url
 
 DETAILS_CHOICES = ("when_authorized", "always", "never")
 MAX_PROBES = 32
-
-_SECRET_WORDS = ("token", "secret", "key", "password", "passwd", "pwd", "auth", "sig", "credential",
-                 "session", "code")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without userinfo and with the values of secret-looking query parameters replaced."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = host if parts.port is None else f"{host}:{parts.port}"
-        query = parts.query
-        if query:
-            pairs = [(k, "REDACTED" if any(w in k.lower() for w in _SECRET_WORDS) else v)
-                     for k, v in parse_qsl(query, keep_blank_values=True)]
-            query = urlencode(pairs, safe="")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-    except ValueError:
-        return "<unparseable url>"
 
 
 @dataclass(frozen=True)

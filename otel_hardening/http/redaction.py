@@ -1,35 +1,19 @@
-"""Keep credentials out of every attribute, event and log line."""
+"""What the HTTP layer shows of a URL: the upstream, and redacted attempt URLs."""
 
 from __future__ import annotations
 
-import re
-from urllib.parse import parse_qsl, urlencode
-
 import httpx
 
-REDACTED = "REDACTED"
-
-SECRET_PARAM = re.compile(
-    r"token|key|secret|sig|password|passwd|pwd|auth|credential|session|jwt|bearer|code|private",
-    re.IGNORECASE,
-)
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+from otel_hardening import _redaction
 
 
 def has_secret_query(url: httpx.URL) -> bool:
-    query = url.query
-    return bool(query) and SECRET_PARAM.search(query.decode("ascii", "replace")) is not None
+    return _redaction.looks_secret(url.query.decode("ascii", "replace"))
 
 
 def redact_url(url: httpx.URL) -> str:
     """The URL without userinfo and with the values of secret-looking query parameters replaced."""
-    if url.userinfo:
-        url = url.copy_with(username=None, password=None)
-    if has_secret_query(url):
-        pairs = parse_qsl(url.query.decode("ascii", "replace"), keep_blank_values=True)
-        query = urlencode([(k, REDACTED if SECRET_PARAM.search(k) else v) for k, v in pairs], safe="")
-        url = url.copy_with(query=query.encode("ascii"))
-    return str(url)
+    return _redaction.redact_url(str(url))
 
 
 def upstream_name(url: httpx.URL) -> tuple[str, str, int]:

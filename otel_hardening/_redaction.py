@@ -1,0 +1,38 @@
+"""The one URL redactor: everything the package shows of a URL (span attributes, health output,
+log lines) goes through it, so no credential leaves the process."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "REDACTED"
+
+# A query parameter whose name contains one of these carries a secret often enough to hide them all.
+SECRET_PARAM = re.compile(
+    r"token|key|secret|sig|password|passwd|pwd|auth|credential|session|jwt|bearer|code|private",
+    re.IGNORECASE,
+)
+
+
+def looks_secret(query: str) -> bool:
+    """Whether a query string has any parameter worth redacting (a cheap pre-check)."""
+    return bool(query) and SECRET_PARAM.search(query) is not None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without userinfo or fragment, with the values of secret-looking query parameters replaced."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+        query = parts.query
+        if looks_secret(query):
+            pairs = [(k, REDACTED if SECRET_PARAM.search(k) else v)
+                     for k, v in parse_qsl(query, keep_blank_values=True)]
+            query = urlencode(pairs, safe="")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "<unparseable url>"

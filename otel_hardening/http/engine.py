@@ -11,6 +11,7 @@ no extra span; its single CLIENT span is linked from the INTERNAL span when ther
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -286,7 +287,7 @@ class Call:
     def span_scope(self) -> Any:
         """Context in which the next attempt runs: inside the INTERNAL span once there is one."""
         if self.span is None:
-            return _NO_SCOPE
+            return contextlib.nullcontext()
         return trace.use_span(self.span, end_on_exit=False)
 
     def _finish(self, outcome: str) -> None:
@@ -308,17 +309,6 @@ def _longest(timeouts: Mapping[str, float | None]) -> float | None:
     if connect is None or read is None or write is None or pool is None:
         return None
     return max(connect, read, write, pool)
-
-
-class _NoScope:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_SCOPE = _NoScope()
 
 
 class _AttemptHook:

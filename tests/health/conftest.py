@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -30,3 +31,16 @@ def _health_stopped() -> Iterator[None]:
     health.stop()
     yield
     health.stop()
+
+
+@dataclass(frozen=True)
+class Snap:
+    """An upstream snapshot as the health model reads it (the fields of registry.UpstreamSnapshot)."""
+
+    name: str
+    host: str
+    circuit_state: str = "closed"
+    calls: int = 0
+    attempts: int = 0
+    retries: int = 0
+    failures: int = 0

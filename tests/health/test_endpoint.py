@@ -4,7 +4,6 @@ import contextlib
 import json
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -13,17 +12,7 @@ from otel_hardening import health
 from otel_hardening.health import HealthConfig, Status
 from otel_hardening.health._endpoint import MAX_WORKERS, HealthServer
 from otel_hardening.health._runtime import Monitor
-
-
-@dataclass(frozen=True)
-class Snap:
-    name: str
-    host: str
-    circuit_state: str
-    calls: int = 0
-    attempts: int = 0
-    retries: int = 0
-    failures: int = 0
+from tests.health.conftest import Snap
 
 
 class Env:

@@ -8,20 +8,10 @@ from otel_hardening.health import HealthConfig, Status
 from otel_hardening.health._model import ComponentStatus, Damper, Hysteresis, cap_noncritical, worst
 from otel_hardening.health._runtime import Monitor
 from otel_hardening.health._sources import Upstreams
-from tests.health.conftest import FakeClock
+from tests.health.conftest import FakeClock, Snap
 
 H, D, C = Status.HEALTHY, Status.DEGRADED, Status.CRITICAL
 
-
-@dataclass(frozen=True)
-class Snap:
-    name: str
-    host: str
-    circuit_state: str = "closed"
-    calls: int = 0
-    attempts: int = 0
-    retries: int = 0
-    failures: int = 0
 
 
 def test_worst_and_ietf_words() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -13,18 +11,7 @@ from otel_hardening.health import HealthConfig, Status
 from otel_hardening.health._metrics import HealthMetrics, emit_change
 from otel_hardening.health._runtime import Monitor
 from tests.conftest import Otel
-from tests.health.conftest import FakeClock
-
-
-@dataclass(frozen=True)
-class Snap:
-    name: str
-    host: str
-    circuit_state: str
-    calls: int = 0
-    attempts: int = 0
-    retries: int = 0
-    failures: int = 0
+from tests.health.conftest import FakeClock, Snap
 
 
 def one_hot(otel: Otel, metric: str, **attrs: str) -> dict[str, int]:

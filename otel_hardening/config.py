@@ -16,6 +16,15 @@ from otel_hardening.resources.config import ResourceConfig
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 
+# Upper bounds of the durations (seconds): past them a value is a typo, not a setting, and would
+# later overflow a timer or a sleep inside a request. The README's configuration table lists them.
+MAX_BACKOFF_INITIAL = 60.0
+MAX_BACKOFF = 3600.0
+MAX_DEADLINE = 86400.0
+MAX_RETRY_AFTER = 86400.0
+MAX_BUDGET_TTL = 3600.0
+MAX_RESET_TIMEOUT = 86400.0
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -41,20 +50,16 @@ class RetryPolicy:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RetryPolicy:
         d = cls()
-        initial = _env.read(env, "RETRY_BACKOFF_INITIAL", _env.positive_float, d.backoff_initial,
-                            "a number of seconds > 0")
+        initial = _env.seconds(env, "RETRY_BACKOFF_INITIAL", d.backoff_initial, MAX_BACKOFF_INITIAL)
         return cls(
             max_attempts=_env.read(env, "RETRY_MAX_ATTEMPTS", _env.positive_int, d.max_attempts,
                                    "a whole number >= 1 (total attempts, the first included)"),
             backoff_initial=initial,
-            backoff_max=max(initial, _env.read(env, "RETRY_BACKOFF_MAX", _env.positive_float,
-                                               d.backoff_max, "a number of seconds > 0")),
-            deadline=_env.read(env, "RETRY_DEADLINE", _env.positive_float, d.deadline,
-                               "a number of seconds > 0"),
+            backoff_max=max(initial, _env.seconds(env, "RETRY_BACKOFF_MAX", d.backoff_max, MAX_BACKOFF)),
+            deadline=_env.seconds(env, "RETRY_DEADLINE", d.deadline, MAX_DEADLINE),
             retry_statuses=_env.read(env, "RETRY_STATUSES", _env.status_codes, d.retry_statuses,
                                      "comma-separated HTTP status codes, e.g. 408,429,502,503,504"),
-            retry_after_max=_env.read(env, "RETRY_AFTER_MAX", _env.non_negative_float,
-                                      d.retry_after_max, "a number of seconds >= 0"),
+            retry_after_max=_env.seconds(env, "RETRY_AFTER_MAX", d.retry_after_max, MAX_RETRY_AFTER, zero_ok=True),
             retry_non_idempotent=_env.flag(env, "RETRY_NON_IDEMPOTENT", d.retry_non_idempotent),
             buffer_max=_env.read(env, "RETRY_BUFFER_MAX", _env.positive_int, d.buffer_max,
                                  "a number of bytes >= 1"),
@@ -80,7 +85,7 @@ class BudgetPolicy:
                             "a number >= 0 (0.2 = retries add at most 20% load)"),
             min_per_second=_env.read(env, "RETRY_BUDGET_MIN_PER_SECOND", _env.non_negative_float,
                                      d.min_per_second, "a number of retries per second >= 0"),
-            ttl=_env.read(env, "RETRY_BUDGET_TTL", _env.positive_float, d.ttl, "a number of seconds > 0"),
+            ttl=_env.seconds(env, "RETRY_BUDGET_TTL", d.ttl, MAX_BUDGET_TTL),
         )
 
 
@@ -102,8 +107,7 @@ class CircuitPolicy:
         d = cls()
         return cls(
             fail_max=_env.read(env, "CIRCUIT_FAIL_MAX", _env.positive_int, d.fail_max, "a whole number >= 1"),
-            reset_timeout=_env.read(env, "CIRCUIT_RESET_TIMEOUT", _env.positive_float, d.reset_timeout,
-                                    "a number of seconds > 0"),
+            reset_timeout=_env.seconds(env, "CIRCUIT_RESET_TIMEOUT", d.reset_timeout, MAX_RESET_TIMEOUT),
             half_open_max_calls=_env.read(env, "CIRCUIT_HALF_OPEN_MAX_CALLS", _env.positive_int,
                                           d.half_open_max_calls, "a whole number >= 1"),
             storage=_env.read(env, "CIRCUIT_STORAGE", _storage, d.storage,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from otel_hardening import _env
+from otel_hardening._env import MAX_INTERVAL, MAX_PROBE_TIMEOUT, MAX_WINDOW
 from otel_hardening._logging import log_once
 from otel_hardening._redaction import redact_url
 
@@ -132,17 +133,16 @@ class HealthConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> HealthConfig:
         d = cls()
-        secs = "a number of seconds > 0"
         fraction = "a ratio between 0 and 1"
-        timeout = _env.read(env, "HEALTH_PROBE_TIMEOUT", _env.positive_float, d.probe_timeout, secs)
+        timeout = _env.seconds(env, "HEALTH_PROBE_TIMEOUT", d.probe_timeout, MAX_PROBE_TIMEOUT)
         fd_deg = _env.read(env, "HEALTH_FD_DEGRADED", _env.ratio, d.fd_degraded, fraction)
         mem_deg = _env.read(env, "HEALTH_MEMORY_DEGRADED", _env.ratio, d.memory_degraded, fraction)
         err_deg = _env.read(env, "HEALTH_ERROR_RATIO_DEGRADED", _env.ratio, d.error_ratio_degraded, fraction)
         token = env.get(_env.PREFIX + "HEALTH_TOKEN", "").strip() or None
         return cls(
             enabled=_env.flag(env, "HEALTH", d.enabled),
-            interval=_env.read(env, "HEALTH_INTERVAL", _env.positive_float, d.interval, secs),
-            window=_env.read(env, "HEALTH_WINDOW", _env.positive_float, d.window, secs),
+            interval=_env.seconds(env, "HEALTH_INTERVAL", d.interval, MAX_INTERVAL),
+            window=_env.seconds(env, "HEALTH_WINDOW", d.window, MAX_WINDOW),
             min_calls=_env.read(env, "HEALTH_MIN_CALLS", _env.positive_int, d.min_calls,
                                 "a whole number >= 1"),
             retry_ratio_degraded=_env.read(env, "HEALTH_RETRY_RATIO_DEGRADED", _env.ratio,
@@ -156,15 +156,12 @@ class HealthConfig:
             memory_degraded=mem_deg,
             memory_critical=max(mem_deg, _env.read(env, "HEALTH_MEMORY_CRITICAL", _env.ratio,
                                                    d.memory_critical, fraction)),
-            recovery_hold=_env.read(env, "HEALTH_RECOVERY_HOLD", _env.non_negative_float, d.recovery_hold,
-                                    "a number of seconds >= 0"),
+            recovery_hold=_env.seconds(env, "HEALTH_RECOVERY_HOLD", d.recovery_hold, MAX_INTERVAL, zero_ok=True),
             noncritical=frozenset(_env.csv(env.get(_env.PREFIX + "HEALTH_NONCRITICAL", ""))),
             probes=_parse_probes(env.get(_env.PREFIX + "HEALTH_PROBES", "")),
-            probe_interval=_env.read(env, "HEALTH_PROBE_INTERVAL", _env.positive_float, d.probe_interval,
-                                     secs),
+            probe_interval=_env.seconds(env, "HEALTH_PROBE_INTERVAL", d.probe_interval, MAX_INTERVAL),
             probe_timeout=timeout,
-            probe_slow=min(timeout, _env.read(env, "HEALTH_PROBE_SLOW", _env.positive_float, d.probe_slow,
-                                              secs)),
+            probe_slow=min(timeout, _env.seconds(env, "HEALTH_PROBE_SLOW", d.probe_slow, MAX_PROBE_TIMEOUT)),
             endpoint=_env.read(env, "HEALTH_ENDPOINT", _endpoint, d.endpoint,
                                "host:port (e.g. 127.0.0.1:8099), a bare port, or off"),
             details=_env.read(env, "HEALTH_DETAILS", _details, d.details, ", ".join(DETAILS_CHOICES)),

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from otel_hardening import _env
+from otel_hardening._env import MAX_INTERVAL, MAX_WINDOW
 
 
 @dataclass(frozen=True)
@@ -47,25 +48,22 @@ class ResourceConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ResourceConfig:
         d = cls()
-        secs = "a number of seconds > 0"
         return cls(
             enabled=_env.flag(env, "RESOURCES", d.enabled),
-            interval=_env.read(env, "RESOURCE_INTERVAL", _env.positive_float, d.interval, secs),
-            leak_window=_env.read(env, "LEAK_WINDOW", _env.positive_float, d.leak_window, secs),
-            leak_warmup=_env.read(env, "LEAK_WARMUP", _env.non_negative_float, d.leak_warmup,
-                                  "a number of seconds >= 0"),
+            interval=_env.seconds(env, "RESOURCE_INTERVAL", d.interval, MAX_INTERVAL),
+            leak_window=_env.seconds(env, "LEAK_WINDOW", d.leak_window, MAX_WINDOW),
+            leak_warmup=_env.seconds(env, "LEAK_WARMUP", d.leak_warmup, MAX_WINDOW, zero_ok=True),
             leak_min_memory_rate=_env.read(env, "LEAK_MIN_MEMORY_RATE", _env.non_negative_float,
                                            d.leak_min_memory_rate, "a number of bytes per second >= 0"),
             leak_min_count_growth=_env.read(env, "LEAK_MIN_COUNT_GROWTH", _env.positive_float,
                                             d.leak_min_count_growth, "a number > 0"),
             uss=_env.flag(env, "RESOURCE_USS", d.uss),
             hunt_auto=_env.flag(env, "LEAK_HUNT", d.hunt_auto),
-            hunt_duration=_env.read(env, "LEAK_HUNT_DURATION", _env.positive_float, d.hunt_duration, secs),
+            hunt_duration=_env.seconds(env, "LEAK_HUNT_DURATION", d.hunt_duration, MAX_INTERVAL),
             hunt_frames=_env.read(env, "LEAK_HUNT_FRAMES", _env.positive_int, d.hunt_frames,
                                   "a whole number >= 1"),
             hunt_top=_env.read(env, "LEAK_HUNT_TOP", _env.positive_int, d.hunt_top, "a whole number >= 1"),
-            hunt_cooldown=_env.read(env, "LEAK_HUNT_COOLDOWN", _env.non_negative_float, d.hunt_cooldown,
-                                    "a number of seconds >= 0"),
+            hunt_cooldown=_env.seconds(env, "LEAK_HUNT_COOLDOWN", d.hunt_cooldown, MAX_WINDOW, zero_ok=True),
             hunt_max_memory=_env.read(env, "LEAK_HUNT_MAX_MEMORY", _env.positive_int, d.hunt_max_memory,
                                       "a number of bytes >= 1"),
         )

@@ -6,9 +6,11 @@ its telemetry uses are created once, on its first request, and reused by every r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +92,7 @@ class Upstream:
         self.telemetry.transitions.add(1, self.state_attrs[new])
         level = logging.WARNING if new == "open" else logging.INFO
         logger.log(level, "otel_hardening: circuit %s %s -> %s", self.name, old, new)
+        _notify_transition(self.name, old, new)
 
     def snapshot(self) -> UpstreamSnapshot:
         return UpstreamSnapshot(self.name, self.host, self.circuit.state, self.calls, self.attempts,
@@ -131,6 +134,32 @@ class Registry:
 
 
 REGISTRY = Registry()
+
+TransitionListener = Callable[[str, str, str], None]
+_transition_listeners: list[TransitionListener] = []
+
+
+def add_transition_listener(listener: TransitionListener) -> Callable[[], None]:
+    """Call ``listener(upstream_name, old_state, new_state)`` after every circuit transition (health
+    re-evaluates at once). It runs on the requesting thread, possibly under the circuit's lock: it
+    must be quick and must not call into the circuit. Returns a function that removes it."""
+    _transition_listeners.append(listener)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            _transition_listeners.remove(listener)
+
+    return remove
+
+
+def _notify_transition(name: str, old: str, new: str) -> None:
+    for listener in tuple(_transition_listeners):
+        try:
+            listener(name, old, new)
+        except Exception:  # a listener never breaks the request that caused the transition
+            logger.debug("otel_hardening: circuit transition listener failed", exc_info=True)
+
+
 _clients: weakref.WeakSet[httpx.Client | httpx.AsyncClient] = weakref.WeakSet()
 
 

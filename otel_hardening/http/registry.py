@@ -41,6 +41,8 @@ class UpstreamSnapshot:
     retries: int
     failures: int
     """Logical calls whose outcome was not success / success_after_retry."""
+    rejected: int = 0
+    """Logical calls the open circuit rejected without I/O (also counted in ``failures``)."""
 
 
 class Upstream:
@@ -96,7 +98,7 @@ class Upstream:
 
     def snapshot(self) -> UpstreamSnapshot:
         return UpstreamSnapshot(self.name, self.host, self.circuit.state, self.calls, self.attempts,
-                                self.retries, self.failures)
+                                self.retries, self.failures, self._outcomes[tm.REJECTED_CIRCUIT_OPEN])
 
 
 class Registry:

@@ -1,0 +1,12 @@
+// Every alert group of the mixin.
+{
+  new(c):: {
+    groups: [
+      (import 'health.libsonnet').new(c),
+      (import 'http.libsonnet').new(c),
+      (import 'resources.libsonnet').new(c),
+      (import 'pipeline.libsonnet').new(c),
+      (import 'slo.libsonnet').new(c),
+    ],
+  },
+}

@@ -1,0 +1,39 @@
+// HardeningUpstreamErrorBudgetBurn: multi-window, multi-burn-rate alerts (SRE workbook, ch. 5) on
+// each upstream's logical-call success, from the recording rules in rules/slo.libsonnet.
+local alerting = import '../lib/alerting.libsonnet';
+local slo = import '../rules/slo.libsonnet';
+
+{
+  new(c)::
+    local a = alerting.new(c);
+    local budget = '(1 - %s)' % c.sloTarget;
+    {
+      name: 'otel-hardening-slo-burn',
+      rules: [
+        a.alert(
+          'HardeningUpstreamErrorBudgetBurn',
+          '%(long)s > %(f)s * %(b)s and %(short)s > %(f)s * %(b)s and %(calls)s >= %(min)s' % {
+            long: slo.errorRatio(b.long),
+            short: slo.errorRatio(b.short),
+            calls: slo.calls(b.long),
+            f: b.factor,
+            b: budget,
+            min: c.sloMinCalls,
+          },
+          b.severity,
+          '{{ $labels.%s }} burns its error budget for {{ $labels.server_address }}:{{ $labels.server_port }} %sx too fast.' % [c.serviceLabel, b.factor],
+          'Over the last %(long)s (and %(short)s), {{ $value | humanizePercentage }} of the logical calls of {{ $labels.%(s)s }} to {{ $labels.server_address }}:{{ $labels.server_port }} failed after hardening (SLO %(slo)s success): at this rate the 30-day error budget lasts %(days)s days.' % {
+            long: b.long,
+            short: b.short,
+            s: c.serviceLabel,
+            slo: c.sloTarget,
+            days: std.toString(std.round(300 / b.factor) / 10),
+          },
+          a.dashboard('http'),
+          b['for'],
+          labels={ long_window: b.long, short_window: b.short },
+        )
+        for b in c.burnRateAlerts
+      ],
+    },
+}

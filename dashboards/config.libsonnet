@@ -1,0 +1,136 @@
+// The one place to tune the otel-hardening mixin: every selector, label, threshold, `for` duration,
+// window, SLO target and datasource uid used by the dashboards, alerts and recording rules.
+// Override in your own jsonnet:  (import 'mixin.libsonnet') + { _config+:: { sloTarget: 0.999 } }
+//
+// Time to alert. The critical path is app health gauge -> metric export -> collector's prometheus
+// exporter -> scrape -> rule evaluation -> `for` -> Alertmanager group_wait -> receiver. With the
+// local stack's settings (OTEL_METRIC_EXPORT_INTERVAL=5000 ms, scrape 5 s, evaluation 5 s) a
+// critical fault reaches the receiver in at most ~55 s (5 health + 5 export + 5 scrape + 5 eval
+// + 20 `for` + 5 eval alignment + 10 group_wait) and resolves within ~100 s of recovery
+// (30 s health recovery hold + 5 + 5 + 5 + 5 + 15 keep_firing_for + 30 group_interval). The SDK's
+// default 60 s metric export interval alone adds up to 55 s to both and breaks the 60 s goal.
+{
+  _config+:: {
+    // ---- Selectors and labels ------------------------------------------------------------------
+    // App metrics (hardening_*, process_*, cpython_*) reach Prometheus through the collector's
+    // prometheus exporter with honor_labels, so `job` is the OTel service.name and `instance` the
+    // service.instance.id. Every app-metric alert, recording rule and dashboard query adds this.
+    hardeningSelector: 'job!=""',
+    // The label that names a service (alert label `service`, Alertmanager grouping, the Job variable).
+    serviceLabel: 'job',
+    // The label that names one process of a service (per-process alerts, the Instance variable).
+    instanceLabel: 'instance',
+    // Labels naming an upstream on the HTTP metrics (calls, attempts, retries): burn-rate and
+    // retry-storm alerts aggregate by these.
+    upstreamLabels: ['server_address', 'server_port'],
+    // The collector's own metrics (otelcol_*): HardeningTelemetryDropping, telemetry-pipeline dashboard.
+    collectorSelector: 'job="otel-collector-self"',
+    // Scrape jobs whose `up` must be 1: HardeningTargetDown.
+    scrapeTargetSelector: 'job=~"otel-collector|otel-collector-self"',
+
+    // ---- HardeningServiceCritical / HardeningServiceDegraded ----------------------------------
+    // The app's own health status (hardening_health_status) already applies hysteresis (worse at
+    // once, better after OTEL_PYTHON_HARDENING_HEALTH_RECOVERY_HOLD=30 s), so `for` only has to
+    // absorb a single odd scrape, and keep_firing_for a single odd evaluation.
+    criticalFor: '20s',
+    criticalKeepFiringFor: '15s',
+    degradedFor: '30s',
+    degradedKeepFiringFor: '1m',
+
+    // ---- HardeningCircuitOpen -------------------------------------------------------------------
+    // A circuit cycles open -> half_open -> open while the upstream stays down: the alert looks at
+    // the worst state over this window so the cycle does not resolve and re-fire it.
+    circuitOpenWindow: '1m',
+    circuitOpenFor: '30s',
+    circuitOpenKeepFiringFor: '1m',
+
+    // ---- HardeningRetryStorm ---------------------------------------------------------------------
+    // Attempts / logical calls above 1 + the retry budget ratio (OTEL_PYTHON_HARDENING_RETRY_BUDGET_RATIO,
+    // default 0.2) means retries add more load than the budget was meant to allow (e.g. the
+    // budget's min-per-second floor dominates, or the budget is off). Also the amplification
+    // panel's red threshold.
+    retryBudgetRatio: 0.2,
+    // Below this many logical calls per second per upstream the ratio is noise (1 retried call of 2).
+    retryStormMinCallRate: 0.5,
+    retryStormWindow: '2m',
+    retryStormFor: '1m',
+
+    // ---- HardeningMemoryLeakSuspected / HardeningResourceLeakSuspected --------------------------
+    // The detector (hardening_resource_leak_suspected) already needs two consecutive verdicts.
+    leakFor: '1m',
+    leakKeepFiringFor: '5m',
+
+    // ---- HardeningFdExhaustion ---------------------------------------------------------------------
+    // Open fds / soft RLIMIT_NOFILE (hardening_process_file_descriptor_usage_ratio); the same
+    // thresholds as the health status's fds:utilization component, and the fd panel's thresholds.
+    fdWarningRatio: 0.8,
+    fdCriticalRatio: 0.95,
+    // Warning too when the ratio, extrapolated over fdPredictWindow, reaches 1 within fdPredictHorizon
+    // (only once at least fdPredictMinRatio is used, so a fresh process is not judged on its start).
+    fdPredictWindow: '30m',
+    fdPredictHorizon: '1h',
+    fdPredictMinRatio: 0.5,
+    fdWarningFor: '2m',
+    fdCriticalFor: '20s',
+
+    // ---- HardeningTelemetryDropping --------------------------------------------------------------
+    // Share of telemetry a collector exporter failed to send or enqueue, or a receiver refused
+    // (memory_limiter), per signal, over telemetryWindow.
+    telemetryDropRatio: 0.01,
+    telemetryWindow: '5m',
+    telemetryFor: '2m',
+    // Signals and their otelcol metric suffixes (receiver accepted/refused, exporter sent/failed).
+    telemetrySignals: ['spans', 'metric_points', 'log_records'],
+
+    // ---- HardeningTargetDown -----------------------------------------------------------------------
+    // A scrape target down, no app reporting at all, or an app whose CPU counter stopped moving
+    // (the collector's exporter keeps a dead app's last values for metric_expiration = 10m, so
+    // `absent` alone would see it only 10 minutes late).
+    targetDownFor: '1m',
+    staleWindow: '3m',
+
+    // ---- Burn-rate alerts on each upstream's logical-call success (SRE workbook, chapter 5) -----
+    // Success = hardening_outcome success | success_after_retry; every other outcome (failure,
+    // failure_after_retry, rejected_circuit_open, rejected_retry_budget) spends the error budget.
+    sloTarget: 0.99,
+    successOutcomes: ['success', 'success_after_retry'],
+    // Each pair fires when both windows burn faster than `factor` x the budget rate.
+    burnRateAlerts: [
+      { severity: 'critical', long: '1h', short: '5m', factor: 14.4, 'for': '2m' },  // 2% of a 30-day budget in 1h: page
+      { severity: 'critical', long: '6h', short: '30m', factor: 6, 'for': '15m' },  // 5% in 6h: page
+      { severity: 'warning', long: '1d', short: '2h', factor: 3, 'for': '1h' },  // 10% in 1d: ticket
+      { severity: 'warning', long: '3d', short: '6h', factor: 1, 'for': '3h' },  // 10% in 3d: ticket
+    ],
+    // Fewer logical calls than this in the long window: too little traffic to judge (no alert).
+    sloMinCalls: 100,
+
+    // ---- Links ---------------------------------------------------------------------------------
+    // Alert annotations: dashboard_url = grafanaUrl + /d/<uid>; runbook_url = runbookUrl + #anchor.
+    // Set both to where your Grafana and your copy of docs/runbooks.md live.
+    grafanaUrl: 'http://127.0.0.1:3000',
+    runbookUrl: 'docs/runbooks.md',
+
+    // ---- Dashboards ------------------------------------------------------------------------------
+    // Default datasource uids (grafana/provisioning/datasources): each dashboard also has a
+    // datasource variable per type, defaulting to these.
+    datasources: {
+      prometheus: 'prometheus',
+      loki: 'loki',
+      tempo: 'tempo',
+      alertmanager: 'alertmanager',
+    },
+    dashboardUids: {
+      health: 'hardening-health',
+      http: 'hardening-http',
+      resources: 'hardening-resources',
+      pipeline: 'hardening-pipeline',
+    },
+    dashboardTags: ['otel-hardening'],
+    dashboardRefresh: '10s',
+    dashboardPeriod: 'now-1h',
+    // Rows of Tempo search results in the retried / failed-after-retry request tables.
+    traceLimit: 20,
+    // Loki panels: log lines per query.
+    logLimit: 20,
+  },
+}

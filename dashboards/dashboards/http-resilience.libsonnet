@@ -1,0 +1,165 @@
+// HTTP resilience: what hardening did to each upstream's calls (outcomes, retries, circuits, budget,
+// latency) and the traces of the requests it retried or gave up on.
+local common = import '../lib/common.libsonnet';
+local g = import '../lib/grafana.libsonnet';
+
+{
+  new(c)::
+    local s = common.new(c);
+    local calls(extra='') = 'hardening_http_client_calls_total{%s%s}[$__rate_interval]' % [s.upstream, extra];
+    local success = std.join('|', c.successOutcomes);
+    local amplificationRed = 1 + c.retryBudgetRatio;
+    local circuitMappings = g.valueMappings([[0, 'closed', 'green'], [1, 'half_open', 'orange'], [2, 'open', 'red']]);
+    local latency(q) =
+      g.prom(
+        'histogram_quantile(%s, sum by (le, server_address) (rate(traces_span_metrics_duration_seconds_bucket{%s, span_kind="SPAN_KIND_CLIENT"}[$__rate_interval])))' % [q, s.upstream],
+        'p%d {{server_address}}' % std.round(q * 100),
+        exemplar=true
+      );
+    local traceLinks = [g.fieldOverride('traceID', [{
+      id: 'links',
+      value: [{
+        title: 'Open trace in Tempo',
+        url: '',
+        internal: { datasourceUid: c.datasources.tempo, datasourceName: 'Tempo', query: { query: '${__value.raw}', queryType: 'traceql' } },
+      }],
+    }])];
+
+    s.dashboard('http', 'otel-hardening / HTTP resilience', 'What otel-hardening did to the calls of each upstream: outcomes, retry amplification, retries and give-ups, circuit breakers, retry budget, per-attempt latency with exemplars, and traces of retried and failed requests.', [
+      [
+        g.timeseries(
+          'Logical calls by outcome',
+          'Logical calls (one per request the app made, however many attempts) per second by upstream and outcome. success/success_after_retry are fine; failure_after_retry = retries did not help; rejected_circuit_open = the circuit refused without I/O; rejected_retry_budget = a retry was wanted but the budget was spent. Growing non-success bands: check the upstream, then the circuit and retry panels below.',
+          [g.prom('sum by (server_address, hardening_outcome) (rate(%s))' % calls(), '{{server_address}} {{hardening_outcome}}')],
+          'reqps',
+          w=12,
+          stack=true
+        ),
+        g.timeseries(
+          'Success ratio (logical calls)',
+          'Share of logical calls ending in %s per upstream: what the app experiences after retries. Below the SLO target (%g, red line) the error budget burns and the HardeningUpstreamErrorBudgetBurn alerts may fire: see which outcomes grow in the panel on the left.' % [std.join(' or ', c.successOutcomes), c.sloTarget],
+          [g.prom('sum by (server_address) (rate(%s)) / sum by (server_address) (rate(%s))' % [calls(', hardening_outcome=~"%s"' % success), calls()], '{{server_address}}')],
+          'percentunit',
+          w=12,
+          steps=[[null, 'red'], [c.sloTarget, 'green']],
+          max=1
+        ),
+      ],
+      [
+        g.timeseries(
+          'Retry amplification (attempts ÷ calls)',
+          'Attempts sent per logical call, per upstream: 1.0 = no retries. Above %g (1 + retry budget ratio, red) retries add more load than the budget intends and HardeningRetryStorm fires: an upstream that is down gets hit harder exactly when it is weakest. Check Retries by reason and lower max attempts or the budget ratio.' % amplificationRed,
+          [g.prom('sum by (server_address) (rate(hardening_http_client_attempts_total{%s}[$__rate_interval])) / sum by (server_address) (rate(%s))' % [s.upstream, calls()], '{{server_address}}')],
+          'none',
+          w=8,
+          steps=[[null, 'green'], [1 + c.retryBudgetRatio / 2, 'orange'], [amplificationRed, 'red']],
+          min=1
+        ),
+        g.timeseries(
+          'Retries by reason',
+          'Retries scheduled per second by upstream and reason (status code such as 503, or exception class such as ConnectError). 429/503 with Retry-After = the upstream asks to slow down; ConnectError/ReadTimeout = network or an overloaded upstream.',
+          [g.prom('sum by (server_address, error_type) (rate(hardening_http_client_retries_total{%s}[$__rate_interval]))' % s.upstream, '{{server_address}} {{error_type}}')],
+          'ops',
+          w=8,
+          stack=true
+        ),
+        g.timeseries(
+          'Give-ups (calls that failed)',
+          'Logical calls that did not succeed, by outcome: failure (no retry allowed: method, body or policy), failure_after_retry (attempts or deadline exhausted), rejected_circuit_open, rejected_retry_budget. The exact reason a retry was refused (max_attempts, deadline, retry_after_too_long, circuit_open, retry_budget) is on the hardening.retry.denied span event: see the traces table below.',
+          [g.prom('sum by (server_address, hardening_outcome) (rate(%s))' % calls(', hardening_outcome!~"%s"' % success), '{{server_address}} {{hardening_outcome}}')],
+          'reqps',
+          w=8,
+          stack=true
+        ),
+      ],
+      [
+        g.stateTimeline(
+          'Circuit state',
+          'Circuit breaker state per upstream and process: green closed, orange half_open (trial requests), red open (calls rejected without I/O). Open bands that repeat = the upstream is still down after each reset timeout. Check the upstream itself; the app gets rejected_circuit_open errors meanwhile.',
+          [g.prom('max by (hardening_circuit_name, instance) (2 * hardening_circuit_state{%s, hardening_circuit_state="open"} + hardening_circuit_state{%s, hardening_circuit_state="half_open"})' % [s.circuit, s.circuit], '{{hardening_circuit_name}} {{instance}}')],
+          'none',
+          circuitMappings,
+          w=16,
+          h=8
+        ),
+        g.stat(
+          'Time spent open (dashboard range)',
+          'Share of the dashboard time range each circuit was open (average over its processes). More than a few percent: the upstream is unreliable for this service; consider a fallback, or mark it non-critical (OTEL_PYTHON_HARDENING_HEALTH_NONCRITICAL) if the service can live without it.',
+          [g.prom('avg by (hardening_circuit_name) (avg_over_time(hardening_circuit_state{%s, hardening_circuit_state="open"}[$__range]))' % s.circuit, '{{hardening_circuit_name}}', instant=true)],
+          'percentunit',
+          w=8,
+          h=8,
+          steps=[[null, 'green'], [0.01, 'orange'], [0.1, 'red']]
+        ),
+      ],
+      [
+        g.timeseries(
+          'Circuit transitions',
+          'Circuit state changes per minute by upstream and state entered. Frequent open -> half_open -> open cycles: the upstream fails every trial; half_open -> closed: it recovered.',
+          [g.prom('sum by (hardening_circuit_name, hardening_circuit_state) (rate(hardening_circuit_transitions_total{%s}[$__rate_interval])) * 60' % s.circuit, '{{hardening_circuit_name}} -> {{hardening_circuit_state}}')],
+          'opm',
+          w=8
+        ),
+        g.timeseries(
+          'Rejections',
+          'Calls rejected without a network attempt per second: rejected_circuit_open (circuit open) and rejected_retry_budget (a retry was wanted but the budget was spent; the last failure was returned). Rejections protect the upstream; the app must handle them (fallback, cached value, error page).',
+          [g.prom('sum by (server_address, hardening_outcome) (rate(%s))' % calls(', hardening_outcome=~"rejected_.+"'), '{{server_address}} {{hardening_outcome}}')],
+          'reqps',
+          w=8,
+          stack=true
+        ),
+        g.timeseries(
+          'Retry budget available',
+          'Retries each upstream budget would allow now (token bucket: ratio of the request rate plus a floor per second). Near 0 (red) the next retries are refused (rejected_retry_budget): retries are already adding the most load the budget allows.',
+          [g.prom('min by (hardening_circuit_name) (hardening_retry_budget_available{%s})' % s.circuit, '{{hardening_circuit_name}}')],
+          'short',
+          w=8,
+          steps=[[null, 'red'], [1, 'orange'], [5, 'green']],
+          min=0
+        ),
+      ],
+      [
+        g.timeseries(
+          'Per-attempt latency p50 / p95 / p99 (span metrics, with exemplars)',
+          'Latency of each HTTP attempt (CLIENT spans, from the collector spanmetrics connector, before sampling) per upstream. The dots are exemplars: click one to open that attempt trace in Tempo. A rising p99 with a flat p50 = a few slow attempts (timeouts); check Retries by reason for ReadTimeout.',
+          [latency(0.5), latency(0.95), latency(0.99)],
+          's',
+          w=12,
+          h=9
+        ),
+        g.timeseries(
+          'Retry delay p95 and attempts per acted-on call',
+          'p95 of the wait before each retry (backoff with full jitter, or the Retry-After the upstream asked for) and the mean number of attempts of calls hardening acted on. Long waits with Retry-After: the upstream asked for them; long waits without: lower the backoff cap.',
+          [
+            g.prom('histogram_quantile(0.95, sum by (le, server_address) (rate(hardening_http_client_retry_delay_seconds_bucket{%s}[$__rate_interval])))' % s.upstream, 'delay p95 {{server_address}}'),
+            g.prom('sum by (server_address) (rate(hardening_http_client_retried_attempts_sum{%s}[$__rate_interval])) / sum by (server_address) (rate(hardening_http_client_retried_attempts_count{%s}[$__rate_interval]))' % [s.upstream, s.upstream], 'attempts {{server_address}}'),
+          ],
+          's',
+          w=12,
+          h=9
+        ),
+      ],
+      [
+        g.table(
+          'Recent retried requests (Tempo)',
+          'Traces with a resent HTTP attempt (TraceQL { span.http.request.resend_count > 0 }), newest first; click a trace ID to open it. In the trace, the hardening.request span shows the attempts, each hardening.retry event its reason and delay. Tail sampling keeps every such trace.',
+          [g.traceql('{ span.http.request.resend_count > 0 && resource.service.name =~ "${job:regex}" }', c.traceLimit)],
+          'none',
+          dsType='tempo',
+          w=12,
+          h=9,
+          overrides=traceLinks
+        ),
+        g.table(
+          'Requests that failed after retries (Tempo)',
+          'Traces of logical requests whose retries did not help (TraceQL { span.hardening.outcome = "failure_after_retry" }); click a trace ID to open it. The hardening.retry.denied event says why hardening stopped (max_attempts, deadline, retry_after_too_long, circuit_open, retry_budget).',
+          [g.traceql('{ span.hardening.outcome = "failure_after_retry" && resource.service.name =~ "${job:regex}" && span.server.address =~ "${upstream:regex}" }', c.traceLimit)],
+          'none',
+          dsType='tempo',
+          w=12,
+          h=9,
+          overrides=traceLinks
+        ),
+      ],
+    ]),
+}

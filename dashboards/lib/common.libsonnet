@@ -1,0 +1,47 @@
+// What every otel-hardening dashboard shares: variables, selectors and links, built from _config.
+local g = import 'grafana.libsonnet';
+
+{
+  new(c):: {
+    // App metrics of the selected services and processes (job/instance matchers first: the
+    // dashboard linter wants `job=~"$job"` and `instance=~"$instance"` in every selector).
+    app: 'job=~"$job", instance=~"$instance", %s' % c.hardeningSelector,
+    // ... and of the selected upstreams (HTTP metrics label an upstream by host and port).
+    upstream: self.app + ', server_address=~"$upstream"',
+    // Circuit metrics name the upstream scheme://host:port.
+    circuit: self.app + ', hardening_circuit_name=~"[a-z]+://($upstream):[0-9]+"',
+
+    datasourceVariables: [
+      g.datasourceVariable('prometheus', 'Prometheus data source', c.datasources.prometheus),
+      g.datasourceVariable('loki', 'Loki data source', c.datasources.loki),
+      g.datasourceVariable('tempo', 'Tempo data source', c.datasources.tempo),
+    ],
+    jobVariable: g.labelVariable(
+      'job',
+      'Job',
+      'The service: OTel service.name, which is the Prometheus job label.',
+      'hardening_health_status{%s}' % c.hardeningSelector,
+      'job'
+    ),
+    instanceVariable: g.labelVariable(
+      'instance',
+      'Instance',
+      'One process of the service: OTel service.instance.id (Prometheus instance label).',
+      'hardening_health_status{job=~"$job", %s}' % c.hardeningSelector,
+      'instance'
+    ),
+    upstreamVariable: g.labelVariable(
+      'upstream',
+      'Upstream',
+      'Upstream host (server.address) the service calls through hardened httpx clients.',
+      'hardening_http_client_calls_total{job=~"$job", instance=~"$instance", %s}' % c.hardeningSelector,
+      'server_address'
+    ),
+    variables: self.datasourceVariables + [self.jobVariable, self.instanceVariable, self.upstreamVariable],
+
+    dashboardUrl(key):: '%s/d/%s' % [c.grafanaUrl, c.dashboardUids[key]],
+
+    dashboard(key, title, description, rows, variables=self.variables)::
+      g.dashboard(c.dashboardUids[key], title, description, c.dashboardTags, variables, rows, c.dashboardRefresh, c.dashboardPeriod),
+  },
+}

@@ -13,11 +13,16 @@ from otel_hardening.stack._process import StackError
 _MARKER = Path("collector") / "otelcol-config.yaml"
 
 
+_PACKAGED = Path(__file__).resolve().parent / "_data"
+"""The same folders, copied into the wheel at build time (setup.py); absent in a checkout."""
+
+
 def repo_root(start: Path | None = None) -> Path:
-    """The checkout holding collector/, prometheus/ and alertmanager/.
+    """The folder holding collector/, prometheus/ and alertmanager/.
 
     ``$OTEL_HARDENING_REPO`` wins; else the first parent of ``start`` (default: the working
-    directory), then of this module, that has ``collector/otelcol-config.yaml``.
+    directory), then of this module, that has ``collector/otelcol-config.yaml`` (a checkout); else the
+    copies shipped in the installed package.
     """
     env = os.environ.get("OTEL_HARDENING_REPO")
     if env:
@@ -29,9 +34,17 @@ def repo_root(start: Path | None = None) -> Path:
         for candidate in (base.resolve(), *base.resolve().parents):
             if (candidate / _MARKER).is_file():
                 return candidate
+    if (_PACKAGED / _MARKER).is_file():
+        return _PACKAGED
     raise StackError(
-        f"cannot find {_MARKER}: run from an otel-hardening checkout or set OTEL_HARDENING_REPO"
+        f"cannot find {_MARKER}: run from an otel-hardening checkout, set OTEL_HARDENING_REPO, "
+        "or install otel-hardening from a wheel (it ships the configs)"
     )
+
+
+def is_checkout(root: Path) -> bool:
+    """True for a source checkout, False for the configs shipped in the installed package."""
+    return root != _PACKAGED
 
 
 def cache_dir() -> Path:

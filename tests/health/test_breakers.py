@@ -12,11 +12,11 @@ import otel_hardening
 from otel_hardening.config import CircuitPolicy, RetryPolicy
 from otel_hardening.health import HealthConfig, HealthReport, Status
 from otel_hardening.health._runtime import Monitor
-from tests.faultserver import FaultServer, Reply
+from otel_hardening.testing import FlakyUpstream, Reply
 from tests.health.conftest import FakeClock
 
 
-def circuit_of(report: HealthReport, server: FaultServer) -> Status:
+def circuit_of(report: HealthReport, server: FlakyUpstream) -> Status:
     return {c.name: c.status for c in report.components}[f"{server.url}:circuit"]
 
 
@@ -27,7 +27,7 @@ def wait_for(predicate: object, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_open_half_open_closed_drive_critical_degraded_healthy(server: FaultServer, clock: FakeClock) -> None:
+def test_open_half_open_closed_drive_critical_degraded_healthy(server: FlakyUpstream, clock: FakeClock) -> None:
     server.default = Reply(503)
     client = otel_hardening.harden(httpx.Client(base_url=server.url),
                                    circuit=CircuitPolicy(fail_max=2, reset_timeout=0.5),
@@ -70,7 +70,7 @@ def test_open_half_open_closed_drive_critical_degraded_healthy(server: FaultServ
                        (Status.CRITICAL, Status.DEGRADED), (Status.DEGRADED, Status.HEALTHY)]
 
 
-def test_half_open_is_degraded_without_hysteresis(server: FaultServer) -> None:
+def test_half_open_is_degraded_without_hysteresis(server: FlakyUpstream) -> None:
     server.default = Reply(503)
     client = otel_hardening.harden(httpx.Client(base_url=server.url),
                                    circuit=CircuitPolicy(fail_max=2, reset_timeout=0.3),
@@ -91,7 +91,7 @@ def test_half_open_is_degraded_without_hysteresis(server: FaultServer) -> None:
         assert monitor.evaluate().status is Status.HEALTHY
 
 
-def test_noncritical_upstream_open_circuit_is_only_degraded(server: FaultServer) -> None:
+def test_noncritical_upstream_open_circuit_is_only_degraded(server: FlakyUpstream) -> None:
     server.default = Reply(503)
     client = otel_hardening.harden(httpx.Client(base_url=server.url),
                                    circuit=CircuitPolicy(fail_max=2, reset_timeout=60),
@@ -106,7 +106,7 @@ def test_noncritical_upstream_open_circuit_is_only_degraded(server: FaultServer)
     assert circuit_of(report, server) is Status.DEGRADED
 
 
-def test_retry_pressure_from_real_retries(server: FaultServer) -> None:
+def test_retry_pressure_from_real_retries(server: FlakyUpstream) -> None:
     # Every call fails once with 503 and succeeds on the retry: retry ratio 0.5, no failed calls.
     client = otel_hardening.harden(httpx.Client(base_url=server.url),
                                    circuit=CircuitPolicy(fail_max=100),

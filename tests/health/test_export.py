@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from otel_hardening.health import HealthConfig, Status
 from otel_hardening.health._sources import ExportHealth
-from tests.faultserver import closed_port
+from otel_hardening.testing import closed_port
 from tests.health.conftest import FakeClock
 
 

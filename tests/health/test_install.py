@@ -11,11 +11,11 @@ from otel_hardening import health
 from otel_hardening.config import CircuitPolicy, HardeningConfig, RetryPolicy
 from otel_hardening.health import HealthConfig, Status
 from otel_hardening.resources.config import ResourceConfig
+from otel_hardening.testing import FlakyUpstream, Reply
 from tests.conftest import Otel
-from tests.faultserver import FaultServer, Reply
 
 
-def test_install_starts_health_and_uninstall_stops_it(server: FaultServer, otel: Otel) -> None:
+def test_install_starts_health_and_uninstall_stops_it(server: FlakyUpstream, otel: Otel) -> None:
     config = HardeningConfig(
         retry=RetryPolicy(max_attempts=1), circuit=CircuitPolicy(fail_max=2, reset_timeout=60),
         resources=ResourceConfig(enabled=False), instrument_httpx=False,

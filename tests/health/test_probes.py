@@ -4,7 +4,7 @@ from otel_hardening.health import HealthConfig, Status
 from otel_hardening.health._probes import Prober
 from otel_hardening.health._runtime import Monitor
 from otel_hardening.health.config import Probe
-from tests.faultserver import FaultServer, Reply, closed_port
+from otel_hardening.testing import FlakyUpstream, Reply, closed_port
 
 
 def prober(*probes: Probe, **kw: object) -> Prober:
@@ -13,7 +13,7 @@ def prober(*probes: Probe, **kw: object) -> Prober:
     return Prober(HealthConfig(**base))  # type: ignore[arg-type]
 
 
-def test_online_probe(server: FaultServer) -> None:
+def test_online_probe(server: FlakyUpstream) -> None:
     probe = Probe("db", server.url + "/health")
     p = prober(probe, probe_slow=2.0)  # generous: a loaded CI machine must not make loopback "slow"
     result = p.run_once(probe)
@@ -25,7 +25,7 @@ def test_online_probe(server: FaultServer) -> None:
     assert "traceparent" not in {k.lower() for k in headers}
 
 
-def test_slow_probe_is_degraded(server: FaultServer) -> None:
+def test_slow_probe_is_degraded(server: FlakyUpstream) -> None:
     server.then(Reply(delay=0.3))
     probe = Probe("db", server.url + "/health")
     p = prober(probe)
@@ -41,7 +41,7 @@ def test_refused_probe_is_offline() -> None:
     assert p.components(0)[0].status is Status.CRITICAL
 
 
-def test_hanging_probe_times_out_offline(server: FaultServer) -> None:
+def test_hanging_probe_times_out_offline(server: FlakyUpstream) -> None:
     server.then(Reply(delay=1.5))
     probe = Probe("db", server.url + "/health")
     p = prober(probe, probe_timeout=0.3)
@@ -49,7 +49,7 @@ def test_hanging_probe_times_out_offline(server: FaultServer) -> None:
     assert result.state == "offline" and "within 0.3s" in result.detail
 
 
-def test_error_status_is_offline(server: FaultServer) -> None:
+def test_error_status_is_offline(server: FlakyUpstream) -> None:
     server.then(Reply(status=503))
     probe = Probe("db", server.url + "/health")
     result = prober(probe).run_once(probe)
@@ -64,7 +64,7 @@ def test_noncritical_probe_caps_at_degraded() -> None:
     assert comp.status is Status.DEGRADED and comp.noncritical
 
 
-def test_credentials_in_probe_url_are_sent_but_never_reported(server: FaultServer) -> None:
+def test_credentials_in_probe_url_are_sent_but_never_reported(server: FlakyUpstream) -> None:
     probe = Probe("db", server.url.replace("http://", "http://user:s3cret@") + "/health?token=abc123&x=1")
     p = prober(probe)
     p.run_once(probe)
@@ -76,7 +76,7 @@ def test_credentials_in_probe_url_are_sent_but_never_reported(server: FaultServe
     assert probe.display_url.endswith("/health?token=REDACTED&x=1")
 
 
-def test_probe_threads_run_periodically_and_stop(server: FaultServer) -> None:
+def test_probe_threads_run_periodically_and_stop(server: FlakyUpstream) -> None:
     server.then(Reply(status=500))
     probe = Probe("db", server.url + "/health")
     cfg = HealthConfig(probes=(probe,), probe_interval=0.05, probe_timeout=5.0, probe_slow=5.0,

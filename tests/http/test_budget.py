@@ -9,11 +9,11 @@ import httpx
 import otel_hardening
 from otel_hardening import BudgetPolicy, CircuitPolicy, RetryPolicy
 from otel_hardening.http.budget import RetryBudget
+from otel_hardening.testing import FlakyUpstream, Reply
 from tests.conftest import Otel
-from tests.faultserver import FaultServer, Reply
 
 
-def test_total_outage_is_bounded_by_the_budget(otel: Otel, server: FaultServer) -> None:
+def test_total_outage_is_bounded_by_the_budget(otel: Otel, server: FlakyUpstream) -> None:
     server.default = Reply(503)
     client = otel_hardening.harden(
         httpx.Client(),

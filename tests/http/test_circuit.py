@@ -12,8 +12,8 @@ import pytest
 
 import otel_hardening
 from otel_hardening import CircuitOpenError, CircuitPolicy, RetryPolicy
+from otel_hardening.testing import FlakyUpstream, Reply
 from tests.conftest import Otel
-from tests.faultserver import FaultServer, Reply
 from tests.http.harness import Harness
 
 NO_RETRY = RetryPolicy(max_attempts=1)
@@ -30,7 +30,7 @@ def state_points(otel: Otel) -> dict[str, int]:
     return {a["hardening.circuit.state"]: v for a, v in otel.points("hardening.circuit.state")}
 
 
-def test_breaker_opens_rejects_without_io_then_recovers(h: Harness, server: FaultServer, otel: Otel) -> None:
+def test_breaker_opens_rejects_without_io_then_recovers(h: Harness, server: FlakyUpstream, otel: Otel) -> None:
     server.default = Reply(503)
     for _ in range(3):
         assert h.get(server.url).status_code == 503
@@ -54,7 +54,7 @@ def test_breaker_opens_rejects_without_io_then_recovers(h: Harness, server: Faul
     assert transitions == {"open": 1, "half_open": 1, "closed": 1}
 
 
-def test_failed_trial_reopens(h: Harness, server: FaultServer, otel: Otel) -> None:
+def test_failed_trial_reopens(h: Harness, server: FlakyUpstream, otel: Otel) -> None:
     server.default = Reply(502)
     for _ in range(3):
         h.get(server.url)
@@ -68,7 +68,7 @@ def test_failed_trial_reopens(h: Harness, server: FaultServer, otel: Otel) -> No
     assert rejected.attributes["hardening.circuit.state"] == "open"
 
 
-def test_other_4xx_never_open_the_circuit(h: Harness, server: FaultServer) -> None:
+def test_other_4xx_never_open_the_circuit(h: Harness, server: FlakyUpstream) -> None:
     server.default = Reply(404)
     for _ in range(10):
         assert h.get(server.url).status_code == 404
@@ -79,7 +79,7 @@ def test_other_4xx_never_open_the_circuit(h: Harness, server: FaultServer) -> No
         h.get(server.url)
 
 
-def test_state_change_is_a_span_event(mode: str, otel: Otel, server: FaultServer) -> None:
+def test_state_change_is_a_span_event(mode: str, otel: Otel, server: FlakyUpstream) -> None:
     harness = Harness(mode, otel, retry=RetryPolicy(max_attempts=3, backoff_initial=0.01),
                       circuit=CircuitPolicy(fail_max=2, reset_timeout=30))
     server.default = Reply(503)
@@ -98,7 +98,7 @@ def test_state_change_is_a_span_event(mode: str, otel: Otel, server: FaultServer
     assert server.hits == 2
 
 
-def test_half_open_lets_a_limited_number_of_trials_through(otel: Otel, server: FaultServer) -> None:
+def test_half_open_lets_a_limited_number_of_trials_through(otel: Otel, server: FlakyUpstream) -> None:
     client = otel_hardening.harden(
         httpx.Client(), retry=NO_RETRY, circuit=CircuitPolicy(fail_max=1, reset_timeout=0.2),
         tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
@@ -125,7 +125,7 @@ def test_half_open_lets_a_limited_number_of_trials_through(otel: Otel, server: F
     assert server.hits == 2
 
 
-def test_async_failures_open_the_breaker(otel: Otel, server: FaultServer) -> None:
+def test_async_failures_open_the_breaker(otel: Otel, server: FlakyUpstream) -> None:
     """pybreaker's own async path needs tornado and never counts awaited failures; ours does."""
     server.default = Reply(503)
 
@@ -142,7 +142,7 @@ def test_async_failures_open_the_breaker(otel: Otel, server: FaultServer) -> Non
     assert server.hits == 3
 
 
-def test_sixteen_threads_through_one_breaker_run_in_parallel(otel: Otel, server: FaultServer) -> None:
+def test_sixteen_threads_through_one_breaker_run_in_parallel(otel: Otel, server: FlakyUpstream) -> None:
     """pybreaker's call() holds one lock for the whole call; ours must not serialize requests."""
     server.default = Reply(200, delay=0.5)
     client = otel_hardening.harden(

@@ -19,8 +19,8 @@ from otel_hardening.config import BudgetPolicy
 from otel_hardening.health.config import HealthConfig
 from otel_hardening.http.harden import is_hardened
 from otel_hardening.resources.config import ResourceConfig
+from otel_hardening.testing import FlakyUpstream, Reply
 from tests.conftest import Otel
-from tests.faultserver import FaultServer, Reply
 
 CONFIG = HardeningConfig(
     retry=RetryPolicy(max_attempts=3, backoff_initial=0.01), budget=BudgetPolicy(min_per_second=100),
@@ -35,7 +35,7 @@ def installed(otel: Otel) -> Iterator[Otel]:
     otel_hardening.uninstall()
 
 
-def test_install_hardens_every_new_client_and_traces_each_attempt(installed: Otel, server: FaultServer) -> None:
+def test_install_hardens_every_new_client_and_traces_each_attempt(installed: Otel, server: FlakyUpstream) -> None:
     assert HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
     server.then(Reply(503))
     with httpx.Client(mounts={"http://example.invalid": httpx.HTTPTransport()}) as client:
@@ -52,7 +52,7 @@ def is_hardened_transport(t: object) -> bool:
     return isinstance(t, (HardenedTransport, AsyncHardenedTransport))
 
 
-async def test_install_hardens_async_clients(installed: Otel, server: FaultServer) -> None:
+async def test_install_hardens_async_clients(installed: Otel, server: FlakyUpstream) -> None:
     server.then(Reply(502))
     async with httpx.AsyncClient() as client:
         assert is_hardened(client)
@@ -60,7 +60,7 @@ async def test_install_hardens_async_clients(installed: Otel, server: FaultServe
     assert server.hits == 2
 
 
-def test_uninstall_restores_plain_behaviour(otel: Otel, server: FaultServer) -> None:
+def test_uninstall_restores_plain_behaviour(otel: Otel, server: FlakyUpstream) -> None:
     otel_hardening.install(CONFIG, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
     old = httpx.Client()
     otel_hardening.uninstall()
@@ -76,7 +76,7 @@ def test_uninstall_restores_plain_behaviour(otel: Otel, server: FaultServer) -> 
 
 
 @pytest.mark.parametrize("first", ["httpx", "hardening"])
-def test_composes_with_otel_httpx_in_either_order(first: str, otel: Otel, server: FaultServer) -> None:
+def test_composes_with_otel_httpx_in_either_order(first: str, otel: Otel, server: FlakyUpstream) -> None:
     httpx_instrumentor = HTTPXClientInstrumentor()
 
     def instrument_httpx() -> None:
@@ -108,7 +108,7 @@ def test_composes_with_otel_httpx_in_either_order(first: str, otel: Otel, server
             httpx_instrumentor.uninstrument()
 
 
-def test_uninstrumenting_httpx_leaves_hardening_intact(installed: Otel, server: FaultServer) -> None:
+def test_uninstrumenting_httpx_leaves_hardening_intact(installed: Otel, server: FlakyUpstream) -> None:
     HTTPXClientInstrumentor().uninstrument()
     server.then(Reply(503))
     with httpx.Client() as client:
@@ -155,7 +155,7 @@ APP = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("disabled", [False, True])
-def test_opentelemetry_instrument_loads_us_with_zero_code(disabled: bool, server: FaultServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_opentelemetry_instrument_loads_us_with_zero_code(disabled: bool, server: FlakyUpstream, tmp_path) -> None:  # type: ignore[no-untyped-def]
     server.then(Reply(503))
     app = tmp_path / "app.py"
     app.write_text(APP)

@@ -10,8 +10,8 @@ import pytest
 
 from otel_hardening import CircuitOpenError, CircuitPolicy, RetryPolicy
 from otel_hardening.http.redaction import redact_url
+from otel_hardening.testing import FlakyUpstream, Reply
 from tests.conftest import Otel
-from tests.faultserver import FaultServer, Reply
 from tests.http.harness import Harness
 
 SECRETS = ("hunter2", "tok-123", "key-456", "sig-789", "Bearer-abc", "cookie-def", "proxy-ghi")
@@ -44,7 +44,7 @@ def everything_emitted(otel: Otel, caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(parts)
 
 
-def test_credentials_never_leave_the_process(h: Harness, server: FaultServer, traced_httpx: Otel,
+def test_credentials_never_leave_the_process(h: Harness, server: FlakyUpstream, traced_httpx: Otel,
                                              caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     host = server.url.replace("http://", "")

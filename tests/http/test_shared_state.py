@@ -15,8 +15,8 @@ import pytest
 
 import otel_hardening
 from otel_hardening import CircuitOpenError, CircuitPolicy, RetryPolicy
+from otel_hardening.testing import FlakyUpstream, Reply, closed_port
 from tests.conftest import Otel
-from tests.faultserver import FaultServer, Reply, closed_port
 
 pytestmark = pytest.mark.redis
 
@@ -56,7 +56,7 @@ OPENER = textwrap.dedent("""
 
 
 def test_circuit_opened_in_one_process_rejects_in_another(redis_url: str, otel: Otel,
-                                                          server: FaultServer) -> None:
+                                                          server: FlakyUpstream) -> None:
     server.default = Reply(503)
     out = subprocess.run([sys.executable, "-c", OPENER, redis_url, server.url],
                          capture_output=True, text=True, timeout=60)
@@ -72,7 +72,7 @@ def test_circuit_opened_in_one_process_rejects_in_another(redis_url: str, otel: 
     client.close()
 
 
-def test_redis_down_never_reaches_the_application(otel: Otel, server: FaultServer,
+def test_redis_down_never_reaches_the_application(otel: Otel, server: FlakyUpstream,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     dead = f"redis://127.0.0.1:{closed_port()}/0"
     caplog.set_level(logging.WARNING)
@@ -93,7 +93,7 @@ def test_redis_down_never_reaches_the_application(otel: Otel, server: FaultServe
     assert len(redis_logs) == 1  # logged once, not once per request
 
 
-def test_redis_dying_mid_run_falls_back(redis_url: str, otel: Otel, server: FaultServer) -> None:
+def test_redis_dying_mid_run_falls_back(redis_url: str, otel: Otel, server: FlakyUpstream) -> None:
     client = otel_hardening.harden(
         httpx.Client(), retry=RetryPolicy(max_attempts=1),
         circuit=CircuitPolicy(fail_max=2, reset_timeout=30, storage=redis_url),

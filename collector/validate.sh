@@ -3,7 +3,7 @@
 #
 #   collector/validate.sh "$(collector/build.sh)"
 #
-# gateway.yaml and local-overlay.yaml are overlays (never run alone), and agent.yaml needs its
+# gateway.yaml and the local-*.yaml files are overlays (never run alone), and agent.yaml needs its
 # gateway list, so plain `otelcol validate --config <file>` per file is not the right check.
 # tests/e2e/test_collector_configs.py runs the same combinations.
 set -uo pipefail
@@ -26,8 +26,10 @@ check() {  # check <label> <env assignments...> -- <config files...>
   fi
 }
 check "single (compose)" -- otelcol-config.yaml
-check "single (local stack)" OTELCOL_TRACES_FILE=/dev/null -- otelcol-config.yaml local-overlay.yaml
+files=(OTELCOL_TRACES_FILE=/dev/null OTELCOL_LOGS_FILE=/dev/null)
+check "single (local stack)" "${files[@]}" -- otelcol-config.yaml local-overlay.yaml
+check "single (local, no Tempo, no Loki)" "${files[@]}" -- otelcol-config.yaml local-overlay.yaml local-no-tempo.yaml local-no-loki.yaml
 check "gateway" -- otelcol-config.yaml gateway.yaml
-check "gateway (local)" OTELCOL_TRACES_FILE=/dev/null -- otelcol-config.yaml gateway.yaml local-overlay.yaml
+check "gateway (local)" "${files[@]}" -- otelcol-config.yaml gateway.yaml local-overlay.yaml
 check "agent" "OTELCOL_GATEWAYS=[127.0.0.1:4317, 127.0.0.1:5317]" -- agent.yaml
 exit "$status"

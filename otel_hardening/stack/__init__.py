@@ -1,24 +1,29 @@
 """The local observability stack, without Docker: the collector built from collector/builder-config.yaml,
-Prometheus and Alertmanager from the distribution's packages, on free loopback ports.
+Prometheus and Alertmanager from the distribution's packages, Tempo, Loki and Grafana (backend) built
+from their Go modules (tools/build-component.sh), on free loopback ports.
 
 Command line (state and logs in ``--run-dir``, default
 ``${XDG_STATE_HOME:-~/.local/state}/otel-hardening/stack``)::
 
-    python -m otel_hardening.stack up [--build] [--sampling-percentage 10]
+    python -m otel_hardening.stack up [--build] [--without grafana] [--alert-webhook-url URL]
     python -m otel_hardening.stack status
     python -m otel_hardening.stack down
 
-``up`` prints the OTLP endpoint to point ``OTEL_EXPORTER_OTLP_ENDPOINT`` at, and the Prometheus and
-Alertmanager URLs. Sampled traces go to ``<run-dir>/traces.jsonl`` (the collector's file exporter):
-Tempo is not part of the local stack. ``down`` stops only the processes ``up`` started, by pid.
+``up`` prints the OTLP endpoint to point ``OTEL_EXPORTER_OTLP_ENDPOINT`` at and every component's
+URL. Sampled traces go to Tempo and logs to Loki, with a copy of each in ``<run-dir>/traces.jsonl``
+and ``<run-dir>/logs.jsonl``. ``down`` stops only the processes ``up`` started, by pid.
 
 Environment: ``OTELCOL_BIN`` (a collector binary to use instead of the cached build),
-``OTEL_HARDENING_REPO`` (the checkout whose config files to run).
+``OTEL_HARDENING_<NAME>_BIN`` for NAME in GRAFANA, TEMPO, LOKI (likewise), ``OTEL_HARDENING_GRAFANA_HOME``,
+``GRAFANA_ADMIN_PASSWORD`` (else one is generated per run and printed), ``OTEL_HARDENING_REPO``
+(the checkout whose config files to run).
 """
 
+from otel_hardening.stack._components import find_component
 from otel_hardening.stack._paths import cached_collector, find_collector, repo_root
 from otel_hardening.stack._process import ManagedProcess, StackError, free_port
-from otel_hardening.stack._stack import LocalStack, Ports, StackSettings, collector_env, local_stack
+from otel_hardening.stack._render import Ports, StackSettings, collector_env
+from otel_hardening.stack._stack import LocalStack, local_stack
 
 __all__ = [
     "LocalStack",
@@ -29,6 +34,7 @@ __all__ = [
     "cached_collector",
     "collector_env",
     "find_collector",
+    "find_component",
     "free_port",
     "local_stack",
     "repo_root",

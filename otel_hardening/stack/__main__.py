@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from otel_hardening.stack._process import StackError
-from otel_hardening.stack._stack import LocalStack, StackSettings
+from otel_hardening.stack._render import OPTIONAL, StackSettings
+from otel_hardening.stack._stack import LocalStack
 
 
 def _default_run_dir() -> Path:
@@ -25,23 +26,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampling-percentage", type=float, default=10.0,
                         help="share of plain-success traces kept by tail sampling (default: %(default)s)")
     parser.add_argument("--decision-wait", default="10s", help="tail-sampling decision_wait")
-    parser.add_argument("--scrape-interval", default="15s", help="Prometheus scrape interval")
+    parser.add_argument("--scrape-interval", default=None,
+                        help="every Prometheus job's scrape interval (default: prometheus.yml's)")
+    parser.add_argument("--evaluation-interval", default=None,
+                        help="Prometheus rule evaluation interval (default: prometheus.yml's)")
+    parser.add_argument("--without", action="append", choices=OPTIONAL, default=[], metavar="NAME",
+                        help=f"do not start this component ({', '.join(OPTIONAL)}); repeatable")
+    parser.add_argument("--alert-webhook-url", default=None,
+                        help="send every Alertmanager webhook receiver's notifications here")
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir
     try:
         if args.command == "up":
             settings = StackSettings(
                 sampling_percentage=args.sampling_percentage, decision_wait=args.decision_wait,
-                scrape_interval=args.scrape_interval,
+                scrape_interval=args.scrape_interval, evaluation_interval=args.evaluation_interval,
+                without=frozenset(args.without), alert_webhook_url=args.alert_webhook_url,
             )
             stack = LocalStack(run_dir, settings=settings)
             stack.up(build=args.build)
             print(f"OTEL_EXPORTER_OTLP_ENDPOINT={stack.otlp_grpc_endpoint}")
-            print(f"OTLP/HTTP:    {stack.otlp_http_endpoint}")
-            print(f"prometheus:   {stack.prometheus_url}")
-            print(f"alertmanager: {stack.alertmanager_url}")
-            print(f"traces:       {stack.traces_file}  (no Tempo in the local stack)")
-            print(f"logs:         {run_dir}/*.log")
+            for name, url in stack.urls().items():
+                print(f"{name + ':':14}{url}")
+            if stack.runs("grafana"):
+                where = ("generated for this run" if stack.grafana_password_generated
+                         else "from GRAFANA_ADMIN_PASSWORD")
+                print(f"{'':14}login admin / {stack.grafana_admin_password}  ({where}; anonymous: viewer)")
+            print(f"{'copies:':14}{stack.traces_file}, {stack.logs_file}")
+            print(f"{'process logs:':14}{run_dir}/*.log")
         elif args.command == "down":
             stack = LocalStack.load(run_dir)
             stack.down()

@@ -1,97 +1,31 @@
-"""The local no-Docker stack: the built collector, Prometheus and Alertmanager on free loopback ports.
+"""The local no-Docker stack: the built collector, Prometheus, Alertmanager, Tempo, Loki and Grafana
+on free loopback ports.
 
 It runs the repository's own config files (collector/otelcol-config.yaml + local-overlay.yaml,
-prometheus/prometheus.yml, alertmanager/alertmanager.yml), the same ones docker-compose mounts.
-Tempo is not installable without Docker, so sampled traces go to a JSON-lines file.
+prometheus/prometheus.yml, alertmanager/alertmanager.yml, grafana/tempo/tempo.yaml,
+grafana/loki/loki.yaml, grafana/provisioning/), the same ones docker-compose mounts, rendered to
+loopback ports and the run directory (see _render.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otel_hardening.stack import _render
+from otel_hardening.stack._components import find_component, grafana_home
 from otel_hardening.stack._paths import find_collector, repo_root, require_tool
-from otel_hardening.stack._process import ManagedProcess, StackError, free_port, tail
+from otel_hardening.stack._process import ManagedProcess, StackError, tail
+from otel_hardening.stack._render import OPTIONAL, Ports, StackSettings, collector_env
 
 _STATE = "stack.json"
-
-
-@dataclass
-class StackSettings:
-    """Knobs the tests turn down so that a run takes seconds, not minutes."""
-
-    sampling_percentage: float = 10.0
-    decision_wait: str = "10s"
-    spanmetrics_flush_interval: str = "15s"
-    scrape_interval: str = "15s"
-    ready_timeout: float = 60.0
-    extra_collector_env: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Ports:
-    otlp_grpc: int
-    otlp_http: int
-    health: int
-    prom_exporter: int
-    self_metrics: int
-    prometheus: int
-    alertmanager: int
-
-    @classmethod
-    def pick(cls) -> Ports:
-        picked: set[int] = set()
-        while len(picked) < 7:
-            picked.add(free_port())
-        return cls(*sorted(picked))
-
-
-def collector_env(ports: Ports, traces_file: Path, settings: StackSettings) -> dict[str, str]:
-    """The ${env:...} values otelcol-config.yaml reads, all on loopback."""
-    env = {
-        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.otlp_grpc}",
-        "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports.otlp_http}",
-        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{ports.health}",
-        "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{ports.prom_exporter}",
-        "OTELCOL_SELF_METRICS_HOST": "127.0.0.1",
-        "OTELCOL_SELF_METRICS_PORT": str(ports.self_metrics),
-        "OTELCOL_TRACES_FILE": str(traces_file),
-        "OTELCOL_SAMPLING_PERCENTAGE": f"{settings.sampling_percentage:g}",
-        "OTELCOL_TAIL_DECISION_WAIT": settings.decision_wait,
-        "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": settings.spanmetrics_flush_interval,
-    }
-    env.update(settings.extra_collector_env)
-    return env
-
-
-def render_prometheus_config(source: Path, ports: Ports, settings: StackSettings) -> dict[str, Any]:
-    """prometheus/prometheus.yml with its targets moved to this stack's loopback ports."""
-    import yaml  # optional dependency: pip install 'otel-hardening[dev]'
-
-    config: dict[str, Any] = yaml.safe_load(source.read_text())
-    targets = {
-        "otel-collector": f"127.0.0.1:{ports.prom_exporter}",
-        "otel-collector-self": f"127.0.0.1:{ports.self_metrics}",
-        "prometheus": f"127.0.0.1:{ports.prometheus}",
-    }
-    for job in config.get("scrape_configs", []):
-        name = job.get("job_name")
-        if name not in targets:
-            raise StackError(f"{source}: the local stack does not know where job {name!r} scrapes")
-        job["static_configs"] = [{"targets": [targets[name]]}]
-    config["alerting"] = {
-        "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports.alertmanager}"]}]}]
-    }
-    config["rule_files"] = [str(source.parent / rule) for rule in config.get("rule_files", [])]
-    config.setdefault("global", {})
-    config["global"]["scrape_interval"] = settings.scrape_interval
-    config["global"]["evaluation_interval"] = settings.scrape_interval
-    return config
 
 
 class LocalStack:
@@ -107,6 +41,8 @@ class LocalStack:
         self._collector_bin = collector_bin
         self.ports: Ports | None = None
         self.procs: dict[str, ManagedProcess] = {}
+        self.grafana_admin_password: str | None = None
+        self.grafana_password_generated = False
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -114,15 +50,37 @@ class LocalStack:
         return self.run_dir / "traces.jsonl"
 
     @property
+    def logs_file(self) -> Path:
+        return self.run_dir / "logs.jsonl"
+
+    def runs(self, name: str) -> bool:
+        """Whether this stack runs (or would run) the component ``name``."""
+        return name not in self.settings.without
+
+    @property
     def collector_configs(self) -> list[Path]:
         collector = self.root / "collector"
-        return [collector / "otelcol-config.yaml", collector / "local-overlay.yaml"]
+        configs = [collector / "otelcol-config.yaml", collector / "local-overlay.yaml"]
+        configs += [collector / f"local-no-{name}.yaml" for name in ("tempo", "loki") if not self.runs(name)]
+        return configs
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.root / "dashboards" / "build" / "rules"
+
+    @property
+    def dashboards_dir(self) -> Path:
+        return self.root / "dashboards" / "build" / "dashboards"
 
     def config_files(self) -> list[Path]:
-        """Every repository config file this stack runs (docker-compose mounts the same ones)."""
+        """Every repository file this stack runs (docker-compose mounts the same ones)."""
+        grafana = self.root / "grafana"
         return [
             *self.collector_configs, self.root / "prometheus" / "prometheus.yml",
-            self.root / "alertmanager" / "alertmanager.yml",
+            self.root / "alertmanager" / "alertmanager.yml", grafana / "tempo" / "tempo.yaml",
+            grafana / "loki" / "loki.yaml", grafana / "provisioning" / "datasources" / "datasources.yaml",
+            grafana / "provisioning" / "dashboards" / "dashboards.yaml",
+            *sorted(self.rules_dir.glob("*.yaml")), *sorted(self.dashboards_dir.glob("*.json")),
         ]
 
     def _ports(self) -> Ports:
@@ -146,21 +104,64 @@ class LocalStack:
     def alertmanager_url(self) -> str:
         return f"http://127.0.0.1:{self._ports().alertmanager}"
 
+    @property
+    def tempo_url(self) -> str:
+        return f"http://127.0.0.1:{self._ports().tempo_http}"
+
+    @property
+    def loki_url(self) -> str:
+        return f"http://127.0.0.1:{self._ports().loki_http}"
+
+    @property
+    def grafana_url(self) -> str:
+        return f"http://127.0.0.1:{self._ports().grafana}"
+
+    def urls(self) -> dict[str, str]:
+        """What ``up`` prints: every endpoint of the components that run."""
+        urls = {
+            "OTLP gRPC": self.otlp_grpc_endpoint, "OTLP HTTP": self.otlp_http_endpoint,
+            "prometheus": self.prometheus_url, "alertmanager": self.alertmanager_url,
+        }
+        for name in OPTIONAL:
+            if self.runs(name):
+                urls[name] = getattr(self, f"{name}_url")
+        return urls
+
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self, build: bool = False) -> None:
         if (self.run_dir / _STATE).exists():
             raise StackError(f"a stack is already recorded in {self.run_dir}: run `down` first")
+        unknown = set(self.settings.without) - set(OPTIONAL)
+        if unknown:
+            raise StackError(
+                f"cannot run without {', '.join(sorted(unknown))}: only {', '.join(OPTIONAL)} are optional"
+            )
         collector_bin = self._collector_bin or find_collector(self.root, build=build)
         prometheus = require_tool("prometheus")
         alertmanager = shutil.which("prometheus-alertmanager") or require_tool("alertmanager")
+        binaries: dict[str, Path] = {}
+        for name in OPTIONAL:
+            if self.runs(name):
+                try:
+                    binaries[name] = find_component(name)
+                except StackError as exc:
+                    raise StackError(f"{exc}; or start the stack without it: --without {name}") from None
+        home = grafana_home(binaries["grafana"]) if "grafana" in binaries else None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ports = ports = Ports.pick()
         try:
             self._start_alertmanager(alertmanager, ports)
+            if "loki" in binaries:
+                self._start_loki(binaries["loki"], ports)
+            if "tempo" in binaries:
+                self._start_tempo(binaries["tempo"], ports)
             self._start_prometheus(prometheus, ports)
             self.start_collector(collector_bin)
-            for proc in self.procs.values():
-                proc.wait_ready(self.settings.ready_timeout)
+            if "grafana" in binaries and home is not None:
+                self._start_grafana(binaries["grafana"], home, ports)
+            for name, proc in self.procs.items():
+                slow = name == "grafana"
+                proc.wait_ready(self.settings.grafana_ready_timeout if slow else self.settings.ready_timeout)
         except BaseException:
             self.down()
             raise
@@ -178,7 +179,7 @@ class LocalStack:
         self.procs["collector"] = ManagedProcess.start(
             "collector", argv, self.run_dir / "collector.log",
             f"http://127.0.0.1:{ports.health}/",
-            env=collector_env(ports, self.traces_file, self.settings),
+            env=collector_env(ports, self.traces_file, self.settings, self.logs_file),
         )
         if (self.run_dir / _STATE).exists():
             self._save()
@@ -189,25 +190,92 @@ class LocalStack:
     def kill_collector(self) -> None:
         self.procs["collector"].kill()
 
-    def _start_prometheus(self, binary: str, ports: Ports) -> None:
-        config = render_prometheus_config(self.root / "prometheus" / "prometheus.yml", ports, self.settings)
-        path = self.run_dir / "prometheus.yml"
+    def _write(self, name: str, config: Mapping[str, Any]) -> Path:
+        path = self.run_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        return path
+
+    def _start_prometheus(self, binary: str, ports: Ports) -> None:
+        config = _render.render_prometheus_config(
+            self.root / "prometheus" / "prometheus.yml", ports, self.settings, self.rules_dir
+        )
+        path = self._write("prometheus.yml", config)
         self.procs["prometheus"] = ManagedProcess.start(
             "prometheus",
             [binary, f"--config.file={path}", f"--storage.tsdb.path={self.run_dir / 'prometheus-data'}",
-             f"--web.listen-address=127.0.0.1:{ports.prometheus}"],
+             f"--web.listen-address=127.0.0.1:{ports.prometheus}", "--enable-feature=exemplar-storage"],
             self.run_dir / "prometheus.log", f"http://127.0.0.1:{ports.prometheus}/-/ready",
         )
 
     def _start_alertmanager(self, binary: str, ports: Ports) -> None:
-        config = self.root / "alertmanager" / "alertmanager.yml"
+        config = _render.render_alertmanager_config(
+            self.root / "alertmanager" / "alertmanager.yml", self.settings.alert_webhook_url
+        )
+        path = self._write("alertmanager.yml", config)
         self.procs["alertmanager"] = ManagedProcess.start(
             "alertmanager",
-            [binary, f"--config.file={config}", f"--storage.path={self.run_dir / 'alertmanager-data'}",
+            [binary, f"--config.file={path}", f"--storage.path={self.run_dir / 'alertmanager-data'}",
              f"--web.listen-address=127.0.0.1:{ports.alertmanager}", "--cluster.listen-address="],
             self.run_dir / "alertmanager.log", f"http://127.0.0.1:{ports.alertmanager}/-/ready",
         )
+
+    def _start_tempo(self, binary: Path, ports: Ports) -> None:
+        config = _render.render_tempo_config(
+            self.root / "grafana" / "tempo" / "tempo.yaml", ports, self.run_dir / "tempo-data"
+        )
+        path = self._write("tempo.yaml", config)
+        self.procs["tempo"] = ManagedProcess.start(
+            "tempo", [str(binary), f"-config.file={path}"], self.run_dir / "tempo.log",
+            f"{self.tempo_url}/ready", cwd=self.run_dir,
+        )
+
+    def _start_loki(self, binary: Path, ports: Ports) -> None:
+        config = _render.render_loki_config(
+            self.root / "grafana" / "loki" / "loki.yaml", ports, self.run_dir / "loki-data"
+        )
+        path = self._write("loki.yaml", config)
+        self.procs["loki"] = ManagedProcess.start(
+            "loki", [str(binary), f"-config.file={path}"], self.run_dir / "loki.log",
+            f"{self.loki_url}/ready", cwd=self.run_dir,
+        )
+
+    def _start_grafana(self, binary: Path, home: Path, ports: Ports) -> None:
+        grafana_dir = self.run_dir / "grafana"
+        provisioning = grafana_dir / "provisioning"
+        for sub in ("datasources", "dashboards", "plugins", "notifiers", "alerting"):
+            (provisioning / sub).mkdir(parents=True, exist_ok=True)
+        urls = {"prometheus": self.prometheus_url, "alertmanager": self.alertmanager_url}
+        urls |= {name: getattr(self, f"{name}_url") for name in ("tempo", "loki") if self.runs(name)}
+        source = self.root / "grafana" / "provisioning"
+        self._write("grafana/provisioning/datasources/datasources.yaml",
+                    _render.render_grafana_datasources(source / "datasources" / "datasources.yaml", urls))
+        self._write("grafana/provisioning/dashboards/dashboards.yaml",
+                    _render.render_grafana_dashboards(source / "dashboards" / "dashboards.yaml",
+                                                      self.dashboards_dir))
+        ini = grafana_dir / "custom.ini"
+        ini.write_text(_render.grafana_ini(ports.grafana, grafana_dir))
+        password = self._grafana_password()
+        common = ["--homepath", str(home), "--config", str(ini)]
+        if (grafana_dir / "data" / "grafana.db").exists():
+            # The admin password is set when the database is created: reset it for this run.
+            reset = subprocess.run(
+                [str(binary), "cli", *common, "admin", "reset-admin-password", "--password-from-stdin"],
+                input=password, capture_output=True, text=True, timeout=120, check=False,
+            )
+            if reset.returncode != 0:
+                raise StackError(f"grafana cli admin reset-admin-password failed: {reset.stderr.strip()[-500:]}")
+        self.procs["grafana"] = ManagedProcess.start(
+            "grafana", [str(binary), "server", *common], self.run_dir / "grafana.log",
+            f"{self.grafana_url}/api/health", env={"GF_SECURITY_ADMIN_PASSWORD": password},
+            cwd=self.run_dir,
+        )
+
+    def _grafana_password(self) -> str:
+        password = self.settings.grafana_admin_password or os.environ.get("GRAFANA_ADMIN_PASSWORD")
+        self.grafana_password_generated = not password
+        self.grafana_admin_password = password or secrets.token_urlsafe(18)
+        return self.grafana_admin_password
 
     def down(self) -> None:
         """Stop what this stack started (by recorded pid), newest first; keep the logs."""
@@ -230,7 +298,8 @@ class LocalStack:
     def _save(self) -> None:
         state = {
             "root": str(self.root), "ports": vars(self._ports()),
-            "traces_file": str(self.traces_file),
+            "without": sorted(self.settings.without),
+            "traces_file": str(self.traces_file), "logs_file": str(self.logs_file),
             "procs": {name: p.to_json() for name, p in self.procs.items()},
         }
         (self.run_dir / _STATE).write_text(json.dumps(state, indent=2))
@@ -242,7 +311,8 @@ class LocalStack:
             state: Mapping[str, Any] = json.loads(path.read_text())
         except FileNotFoundError:
             raise StackError(f"no stack recorded in {run_dir}") from None
-        stack = cls(run_dir, root=Path(state["root"]))
+        settings = StackSettings(without=frozenset(state.get("without", [])))
+        stack = cls(run_dir, root=Path(state["root"]), settings=settings)
         stack.ports = Ports(**state["ports"])
         stack.procs = {name: ManagedProcess.from_json(p) for name, p in state["procs"].items()}
         return stack

@@ -1,13 +1,16 @@
 """Fixtures for the end-to-end tests: the real collector binary, Prometheus and Alertmanager on free
-loopback ports (otel_hardening.stack), the demo app in a subprocess, and a flaky upstream.
+loopback ports (otel_hardening.stack), the demo app in a subprocess, and a flaky upstream; Tempo,
+Loki and Grafana for the dashboard and alert tests.
 
-The collector comes from ``$OTELCOL_BIN`` or the cache collector/build.sh fills. When it or
-Prometheus/Alertmanager is missing, the tests skip with the reason, and the run ends with one loud
-line saying so.
+The collector comes from ``$OTELCOL_BIN`` or the cache collector/build.sh fills, Tempo/Loki/Grafana
+from ``$OTEL_HARDENING_<NAME>_BIN`` or the cache tools/build-component.sh fills. When one of them or
+Prometheus/Alertmanager is missing, the tests that need it skip with the reason, and the run ends
+with one loud line saying so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,9 +34,11 @@ from otel_hardening.stack import (
     StackError,
     StackSettings,
     cached_collector,
+    find_component,
     free_port,
     repo_root,
 )
+from otel_hardening.stack._render import OPTIONAL
 
 ROOT = repo_root(Path(__file__).parent)
 SAMPLING_PERCENTAGE = 50.0
@@ -70,6 +75,22 @@ def stack_tools(collector_bin: Path) -> Path:
     return collector_bin
 
 
+@pytest.fixture(scope="session")
+def lgtm_bins(stack_tools: Path) -> dict[str, Path]:
+    """Tempo, Loki and Grafana binaries (tools/build-component.sh), or a loud skip naming the missing."""
+    found, missing = {}, []
+    for name in OPTIONAL:
+        try:
+            found[name] = find_component(name)
+        except StackError as exc:
+            missing.append(str(exc))
+    if missing:
+        why = "; ".join(missing)
+        _SKIPPED["lgtm"] = why
+        pytest.skip(why)
+    return found
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
@@ -89,22 +110,34 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
 
 
+def call_failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test of this (function-scoped) fixture request failed in its call phase."""
+    return bool(request.node.stash.get(_FAILED, False))
+
+
 def show_logs_on_failure(request: pytest.FixtureRequest, logs: str) -> None:
-    if request.node.stash.get(_FAILED, False):
+    if call_failed(request):
         sys.stderr.write(f"\n----- logs of the stack -----\n{logs}\n")
 
 
-@pytest.fixture
-def stack(stack_tools: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
-    settings = StackSettings(
-        sampling_percentage=SAMPLING_PERCENTAGE, decision_wait="2s", spanmetrics_flush_interval="2s",
-        scrape_interval="1s", ready_timeout=60.0,
-    )
-    local = LocalStack(tmp_path / "stack", root=ROOT, settings=settings, collector_bin=stack_tools)
+def start_stack(run_dir: Path, settings: StackSettings, collector_bin: Path) -> LocalStack:
+    """The local stack up on this checkout's configs, or the test fails with the reason."""
+    local = LocalStack(run_dir, root=ROOT, settings=settings, collector_bin=collector_bin)
     try:
         local.up()
     except StackError as exc:
         pytest.fail(f"the local stack did not come up: {exc}")
+    return local
+
+
+@pytest.fixture
+def stack(stack_tools: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
+    # The pipeline tests read the collector's trace file and Prometheus: no Tempo, Loki or Grafana.
+    settings = StackSettings(
+        sampling_percentage=SAMPLING_PERCENTAGE, decision_wait="2s", spanmetrics_flush_interval="2s",
+        scrape_interval="1s", ready_timeout=60.0, without=frozenset(OPTIONAL),
+    )
+    local = start_stack(tmp_path / "stack", settings, stack_tools)
     try:
         yield local
     finally:
@@ -112,8 +145,9 @@ def stack(stack_tools: Path, tmp_path: Path, request: pytest.FixtureRequest) -> 
         local.down()
 
 
-@pytest.fixture
-def upstream() -> Iterator[tuple[Upstream, str]]:
+@contextlib.contextmanager
+def serve_upstream() -> Iterator[tuple[Upstream, str]]:
+    """The flaky upstream on a free loopback port: (its state, its URL)."""
     state = Upstream()
     server = make_server(state)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -123,6 +157,12 @@ def upstream() -> Iterator[tuple[Upstream, str]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[Upstream, str]]:
+    with serve_upstream() as served:
+        yield served
 
 
 @dataclass

@@ -15,12 +15,14 @@ from tests.e2e.conftest import ROOT
 
 COLLECTOR = ROOT / "collector"
 # (configs layered with --config, extra env): the ways the configs are run.
+FILES = {"OTELCOL_TRACES_FILE": "/dev/null", "OTELCOL_LOGS_FILE": "/dev/null"}
 COMBINATIONS = {
     "single (compose)": (["otelcol-config.yaml"], {}),
-    "single (local stack)": (["otelcol-config.yaml", "local-overlay.yaml"], {"OTELCOL_TRACES_FILE": "/dev/null"}),
+    "single (local stack)": (["otelcol-config.yaml", "local-overlay.yaml"], FILES),
+    "single (local, no Tempo, no Loki)": (
+        ["otelcol-config.yaml", "local-overlay.yaml", "local-no-tempo.yaml", "local-no-loki.yaml"], FILES),
     "gateway": (["otelcol-config.yaml", "gateway.yaml"], {}),
-    "gateway (local)": (["otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml"],
-                        {"OTELCOL_TRACES_FILE": "/dev/null"}),
+    "gateway (local)": (["otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml"], FILES),
     "agent": (["agent.yaml"], {"OTELCOL_GATEWAYS": "[127.0.0.1:4317, 127.0.0.1:5317]"}),
 }
 
@@ -60,6 +62,21 @@ def test_tail_sampling_keeps_trouble() -> None:
         pipelines = yaml.safe_load((COLLECTOR / name).read_text())["service"]["pipelines"]
         for pipeline, spec in pipelines.items():
             assert spec["processors"][0] == "memory_limiter", f"{name} {pipeline}: memory_limiter must be first"
+
+
+def test_logs_pipeline_and_exemplars() -> None:
+    """Logs reach Loki (file fallback locally); latency buckets carry exemplars to Prometheus."""
+    config = yaml.safe_load((COLLECTOR / "otelcol-config.yaml").read_text())
+    logs = config["service"]["pipelines"]["logs"]
+    assert logs["receivers"] == ["otlp"] and logs["processors"] == ["memory_limiter", "batch"]
+    assert logs["exporters"] == ["otlphttp/loki"]
+    assert config["exporters"]["otlphttp/loki"]["endpoint"].endswith("/otlp}")
+    assert config["connectors"]["spanmetrics"]["exemplars"]["enabled"] is True
+    assert config["exporters"]["prometheus"]["enable_open_metrics"] is True
+    no_loki = yaml.safe_load((COLLECTOR / "local-no-loki.yaml").read_text())
+    assert no_loki["service"]["pipelines"]["logs"]["exporters"] == ["file/logs"]
+    agent = yaml.safe_load((COLLECTOR / "agent.yaml").read_text())
+    assert agent["service"]["pipelines"]["logs"]["exporters"] == ["loadbalancing/logs"]
 
 
 def test_prometheus_config_valid_for_debian_prometheus() -> None:

@@ -1,5 +1,5 @@
 """Scale-out on loopback: one agent (agent.yaml, loadbalancing by trace id) in front of two gateways
-(otelcol-config.yaml + gateway.yaml + local-overlay.yaml, tail sampling). Every span of a trace must
+(otelcol-config.yaml + gateway.yaml + the local file overlays, tail sampling). Every span of a trace must
 land on the same gateway, and sampling decisions must be whole-trace."""
 
 from __future__ import annotations
@@ -40,9 +40,11 @@ class ScaleOut:
             ports = Ports.pick()
             traces = self.run_dir / f"gateway-{i}.jsonl"
             self.gateway_files.append(traces)
-            env = collector_env(ports, traces, settings)
+            env = collector_env(ports, traces, settings, self.run_dir / f"gateway-{i}-logs.jsonl")
             argv = [str(self.bin)]
-            for config in ("otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml"):
+            # No Tempo or Loki here: the gateways write what they keep to files.
+            for config in ("otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml", "local-no-tempo.yaml",
+                           "local-no-loki.yaml"):
                 argv += ["--config", str(COLLECTOR / config)]
             self.procs.append(ManagedProcess.start(
                 f"gateway-{i}", argv, self.run_dir / f"gateway-{i}.log",
@@ -96,7 +98,8 @@ def send_interleaved_traces(endpoint: str) -> tuple[set[str], set[str]]:
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
     tracer = provider.get_tracer("scaleout")
     roots = [tracer.start_span("root") for _ in range(TRACES)]
-    errors, plain = set(), set()
+    errors: set[str] = set()
+    plain: set[str] = set()
     for step in range(1, SPANS_PER_TRACE):
         for i, root in enumerate(roots):
             child = tracer.start_span(f"step-{step}", context=set_span_in_context(root))

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from otel_hardening.stack._render import OPTIONAL
 from tests.e2e.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -25,12 +26,17 @@ def _cli(run_dir: Path, *args: str, env: dict[str, str]) -> subprocess.Completed
 
 
 def test_up_status_down(stack_tools: Path, tmp_path: Path) -> None:
+    """The lean stack (no Tempo, Loki, Grafana): the full one is exercised by test_dashboards_alerts."""
     env = {**os.environ, "OTELCOL_BIN": str(stack_tools)}
     run_dir = tmp_path / "stack"
-    up = _cli(run_dir, "up", "--scrape-interval", "1s", env=env)
+    without = [arg for name in OPTIONAL for arg in ("--without", name)]
+    up = _cli(run_dir, "up", "--scrape-interval", "1s", *without, env=env)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:" in up.stdout
+        for name in ("prometheus", "alertmanager"):
+            assert f"{name}:" in up.stdout, up.stdout
+        assert "grafana" not in up.stdout, up.stdout
         state = json.loads((run_dir / "stack.json").read_text())
         pids = {name: proc["pid"] for name, proc in state["procs"].items()}
         assert set(pids) == {"collector", "prometheus", "alertmanager"}
@@ -50,3 +56,19 @@ def test_up_status_down(stack_tools: Path, tmp_path: Path) -> None:
     assert (run_dir / "collector.log").stat().st_size > 0
     assert not (run_dir / "stack.json").exists()
     assert _cli(run_dir, "status", env=env).returncode == 1
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+def test_missing_component_is_one_clear_line(stack_tools: Path, tmp_path: Path, name: str) -> None:
+    """No binary for a component the user did not leave out: one line naming the build command and
+    --without, exit 1, nothing started."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_HARDENING_")}
+    env |= {"OTELCOL_BIN": str(stack_tools), "OTELCOL_CACHE_DIR": str(tmp_path / "empty-cache")}
+    others = [arg for other in OPTIONAL if other != name for arg in ("--without", other)]
+    run_dir = tmp_path / "stack"
+    up = _cli(run_dir, "up", *others, env=env)
+    assert up.returncode == 1, up.stdout + up.stderr
+    lines = up.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in up.stderr, up.stderr
+    assert f"tools/build-component.sh {name}" in lines[0] and f"--without {name}" in lines[0], lines[0]
+    assert not (run_dir / "stack.json").exists()

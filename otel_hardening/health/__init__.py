@@ -97,11 +97,16 @@ def start(config: HealthConfig, meter_provider: MeterProvider | None = None,
                 def current() -> HealthReport:
                     return monitor.latest or monitor.evaluate()
 
-                server = HealthServer(config, current, monitor.alive)
+                server = HealthServer(config, current, monitor.alive, monitor.ready)
                 server.start()
                 _server = server
                 logger.info("otel_hardening: health endpoint on http://%s:%s/healthz (also /readyz, /livez)",
                             *server.server_address[:2])
+            except OSError as exc:  # port in use, no permission, bad address: one line, no traceback
+                log_once("health:endpoint", logging.ERROR,
+                         "otel_hardening: health endpoint could not listen on %s:%s (%s); it is off, "
+                         "everything else keeps running", config.endpoint[0], config.endpoint[1],
+                         exc.strerror or exc)
             except Exception:
                 log_once("health:endpoint", logging.ERROR,
                          "otel_hardening: health endpoint could not listen on %s:%s; it is off",

@@ -19,6 +19,7 @@ STATE = "hardening.health.state"
 COMPONENT = "hardening.health.component"
 PREVIOUS = "hardening.health.previous_state"
 REASONS = "hardening.health.reasons"
+READY = "hardening.health.ready"
 EVENT_NAME = "hardening.health.change"
 
 
@@ -34,6 +35,10 @@ class HealthMetrics:
         meter.create_observable_gauge(
             "hardening.health.status", callbacks=[self._status], unit="",
             description="Process health: 1 for the current state (healthy, degraded, critical), 0 otherwise")
+        meter.create_observable_gauge(
+            "hardening.health.ready", callbacks=[self._ready], unit="",
+            description="Readiness: 1 when this process can serve, 0 when its own resources, its "
+                        "samplers or a required dependency stop it")
         meter.create_observable_gauge(
             "hardening.health.component.status", callbacks=[self._components], unit="",
             description="Health of one component:measurement: 1 for its current state, 0 otherwise")
@@ -51,6 +56,10 @@ class HealthMetrics:
         if report is None:
             return []
         return [Observation(int(s is report.status), {STATE: s.value}) for s in Status]
+
+    def _ready(self, options: CallbackOptions) -> Iterable[Observation]:
+        report = self._report()
+        return [] if report is None else [Observation(int(report.ready))]
 
     def _components(self, options: CallbackOptions) -> Iterable[Observation]:
         report = self._report()
@@ -72,17 +81,18 @@ def emit_change(logger_provider: object | None, previous: Status | None, report:
                     Status.CRITICAL: _logs.SeverityNumber.ERROR}[report.status]
         reasons = list(report.reasons)
         was = previous.value if previous is not None else "unknown"
-        body = f"health {was} -> {report.status.value}"
+        body = f"health {was} -> {report.status.value}" + ("" if report.ready else " (not ready)")
         if reasons:
             body += ": " + "; ".join(reasons)
         span = trace.get_current_span()
         if span.is_recording():  # evaluated on demand inside a request (the sampler thread has no span)
-            span.add_event(EVENT_NAME, {STATE: report.status.value, PREVIOUS: was, REASONS: reasons})
+            span.add_event(EVENT_NAME, {STATE: report.status.value, PREVIOUS: was, REASONS: reasons,
+                                        READY: report.ready})
         otel_logger.emit(
             severity_number=severity,
             severity_text=severity.name,
             body=body,
-            attributes={STATE: report.status.value, PREVIOUS: was, REASONS: reasons},
+            attributes={STATE: report.status.value, PREVIOUS: was, REASONS: reasons, READY: report.ready},
             event_name=EVENT_NAME,
         )
     except Exception:

@@ -53,6 +53,8 @@ class ComponentStatus:
     """IETF ``componentType``: ``component``, ``datastore`` or ``system``."""
     noncritical: bool = False
     """Declared non-critical: ``status`` was capped at degraded."""
+    required: bool = False
+    """Declared required (``HEALTH_REQUIRED``): critical makes the process not ready."""
 
     @property
     def name(self) -> str:
@@ -69,6 +71,11 @@ class HealthReport:
     since: float
     time: float
     """Wall-clock time this report was computed."""
+    ready: bool = True
+    """Whether this process can serve: only its own resources, its samplers and required
+    dependencies count (a dependency being down is ``status``, not readiness)."""
+    not_ready: tuple[str, ...] = ()
+    """``name: reason`` of each component that makes the process not ready."""
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -76,6 +83,35 @@ class HealthReport:
         bad = sorted((c for c in self.components if c.status is not Status.HEALTHY),
                      key=lambda c: -c.status.rank)
         return tuple(f"{c.name}: {c.reason}" for c in bad)
+
+
+OWN_RESOURCES = frozenset({"fds", "memory"})
+"""Components measuring this process's own resources: critical there means it cannot serve."""
+SAMPLER_COMPONENTS = frozenset({"resources:sampler"})
+
+
+def readiness(components: Iterable[ComponentStatus]) -> tuple[bool, tuple[str, ...]]:
+    """Ready unless an own resource or a required dependency is critical, or a sampler is dead.
+
+    An optional dependency being down is reported by ``status`` only: every replica shares the
+    dependency, so failing readiness for it would take them all out of the load balancer at once
+    and turn one dependency's outage into this service's outage.
+    """
+    why = [f"{c.name}: {c.reason}" for c in components
+           if c.name in SAMPLER_COMPONENTS
+           or (c.status is Status.CRITICAL and (c.required or c.component in OWN_RESOURCES))]
+    return not why, tuple(why)
+
+
+def dependency(component: ComponentStatus, noncritical: frozenset[str], required: frozenset[str],
+               *aliases: str) -> ComponentStatus:
+    """Mark ``component`` (also known by ``aliases``, e.g. the host) as required, or cap it at degraded
+    when it is non-critical. A name in both lists is required (``HealthConfig`` removes it from
+    ``noncritical``)."""
+    names = {component.component, *aliases}
+    if names & required:
+        return replace(component, required=True)
+    return cap_noncritical(component, noncritical, *aliases)
 
 
 def cap_noncritical(component: ComponentStatus, noncritical: frozenset[str],

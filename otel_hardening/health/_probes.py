@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from opentelemetry import context as otel_context
 
 from otel_hardening._logging import log_once
-from otel_hardening.health._model import ComponentStatus, Status, cap_noncritical
+from otel_hardening.health._model import ComponentStatus, Status, dependency
 from otel_hardening.health.config import HealthConfig, Probe
 
 # Used across the contrib instrumentations; the API has no public way to say "do not trace this".
@@ -92,7 +92,7 @@ def component(probe: Probe, result: ProbeResult | None, config: HealthConfig) ->
     else:
         comp = ComponentStatus(probe.name, "responseTime", _STATE_STATUS[result.state],
                                f"{result.state}: {result.detail}", result.latency_ms, "ms")
-    return cap_noncritical(comp, config.noncritical, urlsplit(probe.url).hostname or "")
+    return dependency(comp, config.noncritical, config.required, urlsplit(probe.url).hostname or "")
 
 
 class Prober:

@@ -9,9 +9,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from otel_hardening._logging import log_once
-from otel_hardening.health._model import ComponentStatus, Damper, HealthReport, Status
+from otel_hardening.health._model import ComponentStatus, Damper, HealthReport, Status, readiness
 from otel_hardening.health._sources import Clock, ExportHealth, Resources, UpstreamLike, Upstreams
 from otel_hardening.health.config import HealthConfig
+
+WAKE_COALESCE = 0.01
+"""Seconds a wake-up waits for further transitions before evaluating (well inside the 100 ms goal)."""
 
 
 class Monitor:
@@ -45,6 +48,8 @@ class Monitor:
         self._damper = Damper(config.recovery_hold)
         self._eval_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._unsubscribe: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
         self.latest: HealthReport | None = None
         self.last_tick: float | None = None
@@ -73,51 +78,95 @@ class Monitor:
         with self._eval_lock:
             now = self._clock()
             wall = self._wall()
-            previous = self._damper.overall
+            previous = self.latest
             components, status = self._damper.apply(self._collect(now), now)
+            ready, not_ready = readiness(components)
             since = wall - (now - self._damper.changed_at)
-            report = HealthReport(status=status, components=components, since=since, time=wall)
+            report = HealthReport(status=status, components=components, since=since, time=wall,
+                                  ready=ready, not_ready=not_ready)
             self.latest = report
             self.last_tick = now
-        if status is not previous:
+        if previous is None or status is not previous.status or ready is not previous.ready:
             try:
-                self._on_change(previous, report)
+                self._on_change(previous.status if previous is not None else None, report)
             except Exception:
                 log_once("health:on-change", logging.WARNING, "otel_hardening: health change hook failed",
                          exc_info=True)
         return report
 
+    def wake(self, *_: object) -> None:
+        """Re-evaluate now (a circuit transition or a leak verdict changed): worse applies at once.
+
+        Safe from any thread and cheap: it only sets an event; the sampler thread does the work."""
+        self._wake.set()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.config.interval):
+        due = self._clock() + self.config.interval
+        while not self._stop.is_set():
+            woke = self._wake.wait(max(0.0, due - self._clock()))
+            if self._stop.is_set():
+                return
+            if woke:
+                self._wake.clear()
+                time.sleep(WAKE_COALESCE)  # a burst of transitions (many upstreams) is one evaluation
+                self._wake.clear()
+            else:
+                due = self._clock() + self.config.interval
             try:
                 self.evaluate()
             except Exception:  # keep sampling; livez notices if ticks stop
                 log_once("health:evaluate", logging.ERROR, "otel_hardening: health evaluation failed",
                          exc_info=True)
 
+    def _subscribe(self) -> None:
+        try:
+            from otel_hardening.http import registry
+
+            self._unsubscribe.append(registry.add_transition_listener(self.wake))
+        except (ImportError, AttributeError):
+            pass
+        try:
+            from otel_hardening.resources import _sampler
+
+            self._unsubscribe.append(_sampler.add_verdict_listener(self.wake))
+        except (ImportError, AttributeError):
+            pass
+
     def start(self) -> None:
         self.export.attach()
         self.prober.start()
         self.evaluate()
+        self._subscribe()
         self._thread = threading.Thread(target=self._loop, name="otel-hardening-health", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
         if self._thread is not None:
-            self._thread.join(self.config.interval + 5)
+            self._thread.join(5)
             self._thread = None
         self.prober.stop()
         self.export.detach()
 
     def alive(self) -> tuple[bool, str]:
-        """Whether the process itself is working: the sampler threads run and results are fresh."""
+        """Liveness: the health sampler itself runs and completes evaluations (a process whose
+        evaluation is stuck is wedged). Dependencies and resources never fail it."""
         if self._thread is not None and not self._thread.is_alive():
             return False, "the health sampler thread is dead"
         if self._thread is not None and self.last_tick is not None:
             age = self._clock() - self.last_tick
             if age > 3 * self.config.interval + 10:
                 return False, f"the health sampler has not completed an evaluation for {age:.0f}s"
-        if self.resources.sampler_alive is False:
-            return False, "the resource sampler thread is dead"
-        return True, "sampler threads alive"
+        return True, "the health sampler is evaluating"
+
+    def ready(self) -> tuple[bool, tuple[str, ...]]:
+        """Readiness: the latest report's, and not ready while the health sampler is not alive."""
+        ok, why = self.alive()
+        if not ok:
+            return False, (f"health:sampler: {why}",)
+        report = self.latest or self.evaluate()
+        return report.ready, report.not_ready

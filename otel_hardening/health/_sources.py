@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from otel_hardening.health._model import ComponentStatus, Status, cap_noncritical
+from otel_hardening.health._model import ComponentStatus, Status, dependency
 from otel_hardening.health.config import HealthConfig
 
 Clock = Callable[[], float]
@@ -55,46 +55,83 @@ def _ratio_status(ratio: float, degraded: float, critical: float | None) -> Stat
     return Status.HEALTHY
 
 
+Counts = tuple[int, int, int, int, int]
+"""calls, attempts, retries, failures, rejected (by the open circuit)."""
+_ZERO: Counts = (0, 0, 0, 0, 0)
+
+
+def _counts(u: UpstreamLike) -> Counts:
+    return (u.calls, u.attempts, u.retries, u.failures, int(getattr(u, "rejected", 0)))
+
+
 class Upstreams:
     """Circuit state, retry ratio and error ratio per upstream, ratios over a sliding window.
 
     Counters in the registry are monotonic since start; the window is the difference between the
     newest snapshot and the newest one at least ``window`` seconds old (or zero on the first sample).
+    Calls the open circuit rejected are the circuit component's news, not errors: they are left out of
+    the error ratio. When a circuit closes again its upstream's window restarts there, so failures from
+    before the recovery do not keep the status down after it.
     """
 
     def __init__(self, config: HealthConfig, snapshot: Callable[[], Sequence[UpstreamLike]] | None = None):
         self._config = config
         self._snapshot = snapshot or _registry_snapshot
-        self._history: collections.deque[tuple[float, dict[str, tuple[int, int, int, int]]]] = (
-            collections.deque(maxlen=4096))
+        self._history: collections.deque[tuple[float, dict[str, Counts]]] = collections.deque(maxlen=4096)
+        self._states: dict[str, str] = {}
+        self._closed_at: dict[str, tuple[float, Counts]] = {}
 
-    def components(self, now: float) -> list[ComponentStatus]:
-        cfg = self._config
+    def _merged(self) -> tuple[dict[str, UpstreamLike], dict[str, Counts]]:
         ups: dict[str, UpstreamLike] = {}
-        current: dict[str, tuple[int, int, int, int]] = {}
+        current: dict[str, Counts] = {}
         for u in self._snapshot():  # one upstream may appear once per policy set: merge by name
-            counts = (u.calls, u.attempts, u.retries, u.failures)
+            counts = _counts(u)
             if u.name in ups:
                 counts = tuple(a + b for a, b in zip(current[u.name], counts, strict=True))  # type: ignore[assignment]
                 if _CIRCUIT_RANK.get(u.circuit_state, 1) <= _CIRCUIT_RANK.get(ups[u.name].circuit_state, 1):
                     u = ups[u.name]
             ups[u.name] = u
             current[u.name] = counts
+        return ups, current
+
+    def _baseline(self, name: str, now: float, state: str, counts: Counts, base: Counts, base_at: float) -> Counts:
+        """The counts the window starts from: the window's, or the circuit's last closing if later."""
+        previous = self._states.get(name)
+        self._states[name] = state
+        if state == "closed" and previous is not None and previous != "closed":
+            self._closed_at[name] = (now, counts)
+        closed = self._closed_at.get(name)
+        if closed is not None:
+            if closed[0] <= now - self._config.window:
+                del self._closed_at[name]
+            elif closed[0] >= base_at:
+                base = closed[1]
+        if any(c < b for c, b in zip(counts, base, strict=True)):  # counters were reset: count from zero
+            return _ZERO
+        return base
+
+    def components(self, now: float) -> list[ComponentStatus]:
+        cfg = self._config
+        ups, current = self._merged()
         if len(self._history) >= 2 and now - self._history[-1][0] < 1.0:
             self._history[-1] = (now, current)  # frequent report() calls: keep one sample per second
         else:
             self._history.append((now, current))
         while len(self._history) >= 2 and self._history[1][0] <= now - cfg.window:
             self._history.popleft()
-        base = self._history[0][1] if len(self._history) >= 2 else {}
+        base_at, base = self._history[0] if len(self._history) >= 2 else (now, {})
+        for gone in set(self._states) - set(ups):
+            self._states.pop(gone, None)
+            self._closed_at.pop(gone, None)
         out: list[ComponentStatus] = []
         for u in ups.values():
-            b = base.get(u.name, (0, 0, 0, 0))
             c = current[u.name]
-            if any(c[i] < b[i] for i in range(4)):  # counters were reset: count from zero
-                b = (0, 0, 0, 0)
-            calls, attempts, retries, failures = (c[i] - b[i] for i in range(4))
+            b = self._baseline(u.name, now, u.circuit_state, c, base.get(u.name, _ZERO), base_at)
+            calls, attempts, retries, failures, rejected = (c[i] - b[i] for i in range(5))
+            calls, failures = calls - rejected, failures - rejected
             status, reason = _CIRCUIT.get(u.circuit_state, (Status.DEGRADED, "unknown circuit state"))
+            if rejected:
+                reason += f" ({rejected} calls rejected over {cfg.window:g}s)"
             found = [ComponentStatus(u.name, "circuit", status, reason, u.circuit_state)]
             if attempts >= cfg.min_calls:
                 ratio = retries / attempts
@@ -116,7 +153,7 @@ class Upstreams:
                 found.append(ComponentStatus(u.name, "errors", Status.HEALTHY,
                                              f"too few calls to judge ({calls} < {cfg.min_calls})",
                                              None, "ratio"))
-            out.extend(cap_noncritical(f, cfg.noncritical, u.host) for f in found)
+            out.extend(dependency(f, cfg.noncritical, cfg.required, u.host) for f in found)
         return out
 
 

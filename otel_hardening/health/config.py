@@ -87,6 +87,17 @@ def _details(raw: str) -> str:
     return low
 
 
+_DURATIONS = (
+    ("interval", MAX_INTERVAL, False),
+    ("window", MAX_WINDOW, False),
+    ("recovery_hold", MAX_INTERVAL, True),
+    ("probe_interval", MAX_INTERVAL, False),
+    ("probe_timeout", MAX_PROBE_TIMEOUT, False),
+    ("probe_slow", MAX_PROBE_TIMEOUT, False),
+)
+"""(field, upper bound, zero allowed) of every duration: the README's configuration table lists them."""
+
+
 @dataclass(frozen=True)
 class HealthConfig:
     """What the health status watches and how it reports. Each default is explained beside it."""
@@ -116,6 +127,9 @@ class HealthConfig:
     """A better state applies only after it held this many seconds (worse applies at once)."""
     noncritical: frozenset[str] = frozenset()
     """Dependencies (upstream host, upstream name or probe name) whose worst contribution is degraded."""
+    required: frozenset[str] = frozenset()
+    """Dependencies (same names) without which this process cannot serve: critical makes it not
+    ready. None by default: a shared dependency failing readiness takes every replica out at once."""
     probes: tuple[Probe, ...] = ()
     probe_interval: float = 10.0
     """Seconds between probes of one dependency: light on the dependency, quick enough to notice."""
@@ -129,6 +143,16 @@ class HealthConfig:
     """``when_authorized`` (token needed), ``always`` or ``never``."""
     token: str | None = field(default=None, repr=False)
     """Bearer token that unlocks details; never logged."""
+
+    def __post_init__(self) -> None:
+        """Values given in code get the same bounds as the environment: a clear ``ValueError``."""
+        for name, maximum, zero_ok in _DURATIONS:
+            _env.check_seconds(f"HealthConfig.{name}", getattr(self, name), maximum, zero_ok)
+        if self.probe_slow > self.probe_timeout:
+            raise ValueError(f"HealthConfig.probe_slow={self.probe_slow!r} is out of range: accepted a "
+                             f"duration <= probe_timeout ({self.probe_timeout:g}s)")
+        object.__setattr__(self, "required", frozenset(self.required))
+        object.__setattr__(self, "noncritical", frozenset(self.noncritical) - self.required)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> HealthConfig:
@@ -158,6 +182,7 @@ class HealthConfig:
                                                    d.memory_critical, fraction)),
             recovery_hold=_env.seconds(env, "HEALTH_RECOVERY_HOLD", d.recovery_hold, MAX_INTERVAL, zero_ok=True),
             noncritical=frozenset(_env.csv(env.get(_env.PREFIX + "HEALTH_NONCRITICAL", ""))),
+            required=frozenset(_env.csv(env.get(_env.PREFIX + "HEALTH_REQUIRED", ""))),
             probes=_parse_probes(env.get(_env.PREFIX + "HEALTH_PROBES", "")),
             probe_interval=_env.seconds(env, "HEALTH_PROBE_INTERVAL", d.probe_interval, MAX_INTERVAL),
             probe_timeout=timeout,

@@ -21,6 +21,30 @@ MIN_POINTS = BLOCKS * MIN_POINTS_PER_BLOCK
 PAGE = 4096
 
 
+_verdict_listeners: list[Callable[[], None]] = []
+
+
+def add_verdict_listener(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call ``listener()`` on the sampler thread whenever a leak verdict flips (health re-evaluates
+    at once). It must be quick. Returns a function that removes it."""
+    _verdict_listeners.append(listener)
+
+    def remove() -> None:
+        if listener in _verdict_listeners:
+            _verdict_listeners.remove(listener)
+
+    return remove
+
+
+def _verdict_changed() -> None:
+    for listener in tuple(_verdict_listeners):
+        try:
+            listener()
+        except Exception:
+            log_once("resources:verdict-listener", logging.WARNING,
+                     "otel_hardening: a leak verdict listener failed", exc_info=True)
+
+
 @dataclass(frozen=True)
 class SlowReading:
     """What the sampler measured at its last tick (the slow probes live here, off the reader's path)."""
@@ -118,7 +142,7 @@ class Sampler:
             "threads": process.threads,
             "tasks": sum(tasks.values()) if tasks is not None else None,
         }
-        start_hunt = False
+        start_hunt = changed = False
         with self._lock:
             self.latest = latest
             if now - self._started_at < self.config.leak_warmup:
@@ -129,9 +153,13 @@ class Sampler:
                 series = self._series[name]
                 series.points.append((now, float(value)))
                 times = [p[0] for p in series.points]
+                was = series.tracker.suspected
                 series.tracker.update(times, [p[1] for p in series.points])
+                changed = changed or series.tracker.suspected != was
                 if name == "memory" and series.tracker.suspected:
                     start_hunt = self._hunt_due(now)
+        if changed:
+            _verdict_changed()
         if start_hunt:
             self._start_hunt(now)
 

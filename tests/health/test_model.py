@@ -179,11 +179,37 @@ def test_memory_only_with_a_cgroup_limit_and_leaks(clock: FakeClock) -> None:
     assert by_name(list(m.evaluate().components))["memory:utilization"].status is C
 
 
-def test_dead_resource_sampler_degrades_and_fails_liveness(clock: FakeClock) -> None:
+def test_dead_resource_sampler_degrades_and_fails_readiness_not_liveness(clock: FakeClock) -> None:
     res = Res({}, {}, None, None, None, sampler_alive=False)
     m = Monitor(cfg(), clock=clock, upstreams=list, resources=lambda: res)
-    assert by_name(list(m.evaluate().components))["resources:sampler"].status is D
-    assert m.alive()[0] is False
+    report = m.evaluate()
+    assert by_name(list(report.components))["resources:sampler"].status is D
+    assert report.ready is False and report.not_ready[0].startswith("resources:sampler: ")
+    assert m.ready()[0] is False
+    assert m.alive()[0] is True  # not wedged: a restart would not help
+
+
+@pytest.mark.parametrize(("fd_ratio", "ready"), [(0.5, True), (0.9, True), (0.99, False)])
+def test_own_resources_critical_is_not_ready(clock: FakeClock, fd_ratio: float, ready: bool) -> None:
+    res = Res({}, {}, fd_ratio, None, None)
+    m = Monitor(cfg(), clock=clock, upstreams=list, resources=lambda: res)
+    report = m.evaluate()
+    assert report.ready is ready
+    assert report.status is {0.5: H, 0.9: D, 0.99: C}[fd_ratio]
+
+
+def test_required_dependency_names_host_upstream_or_probe(clock: FakeClock) -> None:
+    ups = [Snap("http://a:80", "a", "open"), Snap("http://b:80", "b", "open")]
+    for required, ready in [(set(), True), ({"a"}, False), ({"http://b:80"}, False), ({"c"}, True)]:
+        m = Monitor(cfg(required=frozenset(required)), clock=clock, upstreams=lambda: ups, resources=lambda: None)
+        report = m.evaluate()
+        assert report.status is C and report.ready is ready, required
+    both = cfg(required=frozenset({"a"}), noncritical=frozenset({"a", "b"}))
+    assert both.noncritical == {"b"}  # in both lists: required wins
+    comps = by_name(list(Monitor(both, clock=clock, upstreams=lambda: ups, resources=lambda: None)
+                         .evaluate().components))
+    assert comps["http://a:80:circuit"].status is C and comps["http://a:80:circuit"].required
+    assert comps["http://b:80:circuit"].status is D and comps["http://b:80:circuit"].noncritical
 
 
 def test_a_failing_source_degrades_instead_of_raising(clock: FakeClock) -> None:
@@ -240,7 +266,7 @@ def test_real_resource_tracking_feeds_components(clock: FakeClock) -> None:
         comps = by_name(list(m.evaluate().components))
         assert "health:resources" not in comps
         assert m.resources.sampler_alive is True
-        assert m.alive() == (True, "sampler threads alive")
+        assert m.alive() == (True, "the health sampler is evaluating")
     finally:
         resources.stop()
     m2 = Monitor(cfg(), clock=clock, upstreams=list)

@@ -15,9 +15,6 @@ from otel_hardening.stack import LocalStack
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 
-# Mounted paths that other work fills in; listed here, by name, rather than silently tolerated.
-PENDING = {"dashboards/build": "Grafana dashboards are generated into dashboards/build/ by the dashboards work"}
-
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
@@ -35,7 +32,7 @@ def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def test_services(compose: dict[str, Any]) -> None:
-    assert {"collector", "prometheus", "alertmanager", "tempo", "grafana", "demo"} <= set(compose["services"])
+    assert {"collector", "prometheus", "alertmanager", "tempo", "loki", "grafana", "demo"} <= set(compose["services"])
 
 
 def test_mounted_files_exist(compose: dict[str, Any]) -> None:
@@ -43,12 +40,12 @@ def test_mounted_files_exist(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         for source, _ in _bind_mounts(service):
             rel = Path(source).as_posix().removeprefix("./")
-            if not (ROOT / rel).exists() and rel not in PENDING:
+            if not (ROOT / rel).exists():
                 missing.append(f"{name}: {source}")
     assert not missing, f"mounted paths missing from the repo: {missing}"
-    for rel, why in PENDING.items():
-        if not (ROOT / rel).exists():
-            pytest.xfail(f"{rel} not in the repo yet ({why}); every other mount exists")
+    # The mixin's build output: something to provision and to load.
+    assert list((ROOT / "dashboards/build/dashboards").glob("*.json")), "no built dashboards to mount"
+    assert list((ROOT / "dashboards/build/rules").glob("*.yaml")), "no built rule files to mount"
 
 
 def test_images_pinned(compose: dict[str, Any]) -> None:
@@ -93,8 +90,25 @@ def test_grafana_has_no_default_admin_password(compose: dict[str, Any]) -> None:
 
 def test_grafana_datasources_have_fixed_uids() -> None:
     data = yaml.safe_load((ROOT / "grafana/provisioning/datasources/datasources.yaml").read_text())
-    uids = {d["type"]: d["uid"] for d in data["datasources"]}
-    assert uids == {"prometheus": "prometheus", "tempo": "tempo", "alertmanager": "alertmanager"}
+    by_uid = {d["uid"]: d for d in data["datasources"]}
+    assert {d["type"]: d["uid"] for d in data["datasources"]} == {
+        "prometheus": "prometheus", "tempo": "tempo", "loki": "loki", "alertmanager": "alertmanager"}
+    # Trace links: exemplars -> Tempo, spans -> Loki, log lines -> Tempo.
+    exemplars = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert exemplars == [{"name": "trace_id", "datasourceUid": "tempo", "urlDisplayLabel": "Open trace in Tempo"}]
+    assert by_uid["tempo"]["jsonData"]["tracesToLogsV2"]["datasourceUid"] == "loki"
+    assert by_uid["tempo"]["jsonData"]["serviceMap"]["datasourceUid"] == "prometheus"
+    assert [f["datasourceUid"] for f in by_uid["loki"]["jsonData"]["derivedFields"]] == ["tempo"]
+
+
+def test_rules_and_exemplars_wired(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    config = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
+    mounts = dict(_bind_mounts(prometheus))
+    rules_target = mounts["./dashboards/build/rules"]
+    assert config["rule_files"] == [f"{rules_target}/*.yaml"]
+    assert "--enable-feature=exemplar-storage" in prometheus["command"]
+    assert compose["services"]["demo"]["environment"]["OTEL_METRIC_EXPORT_INTERVAL"] == "5000"
 
 
 def test_compose_mounts_the_configs_the_local_stack_runs(compose: dict[str, Any], tmp_path: Path) -> None:
@@ -102,11 +116,11 @@ def test_compose_mounts_the_configs_the_local_stack_runs(compose: dict[str, Any]
     runs = {p.resolve() for p in stack.config_files()}
     services = compose["services"]
     mounted: dict[str, set[Path]] = {}
-    for name in ("collector", "prometheus", "alertmanager"):
+    for name in ("collector", "prometheus", "alertmanager", "tempo", "loki", "grafana"):
         files: set[Path] = set()
         for source, _target in _bind_mounts(services[name]):
             path = (ROOT / source).resolve()
-            files |= set(path.glob("*.yml")) | set(path.glob("*.yaml")) if path.is_dir() else {path}
+            files |= {p for p in path.iterdir() if p.suffix in {".yml", ".yaml", ".json"}} if path.is_dir() else {path}
         mounted[name] = files
         assert files, f"{name} mounts no config"
         assert files <= runs, f"{name} mounts configs the local stack does not run: {files - runs}"

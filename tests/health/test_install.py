@@ -35,7 +35,7 @@ def test_install_starts_health_and_uninstall_stops_it(server: FlakyUpstream, ote
             assert time.monotonic() < deadline
             time.sleep(0.02)
         r = probe.get("/readyz")
-        assert r.status_code == 503
+        assert r.status_code == 200  # an optional dependency is down: status critical, still ready
         doc = probe.get("/healthz").json()
         assert doc["status"] == "fail"
         assert doc["checks"][f"{server.url}:circuit"][0]["status"] == "fail"

@@ -1,20 +1,23 @@
 """Active dependency probes: a GET of each configured health URL, off the request path.
 
 One daemon thread per probe (at most ``config.MAX_PROBES``), so a dependency that hangs until the
-timeout does not delay the others. Probes use the stdlib ``http.client``, not httpx: ``install()``
+timeout does not delay the others. Probes speak HTTP/1.1 over a plain socket, not httpx: ``install()``
 hardens every httpx client created after it, and a probe must not get retries, a circuit or upstream
-counters of its own. Instrumentation is suppressed for the probe requests as well, and no proxy is used.
+counters of its own; and ``HEALTH_PROBE_TIMEOUT`` is one deadline for the whole exchange, which
+per-read socket timeouts cannot give. Instrumentation is suppressed as well, and no proxy is used.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import logging
+import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from opentelemetry import context as otel_context
 
@@ -34,29 +37,62 @@ class ProbeResult:
     detail: str
 
 
+MAX_STATUS_LINE = 8192
+
+
+def _status_code(line: bytes) -> int:
+    version, _, rest = line.partition(b" ")
+    code = rest[:3]
+    if not version.startswith(b"HTTP/") or len(code) != 3 or not code.isdigit():
+        raise http.client.BadStatusLine("not an HTTP status line")
+    return int(code)
+
+
 def _get(url: str, timeout: float) -> int:
+    """GET ``url`` and return the status code, all within ``timeout`` seconds in total.
+
+    A socket timeout bounds each read, so a dependency trickling one byte a second would never time
+    out; here every step gets only what is left of one deadline. Only the status line is read: the
+    headers and body tell the probe nothing more. (Name resolution is the resolver's, not bounded here.)
+    """
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        return remaining
+
     parts = urlsplit(url)
     host = parts.hostname or ""
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(host, parts.port, timeout=timeout,
-                                           context=ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    headers = {"Accept": "application/health+json, */*", "User-Agent": "otel-hardening-probe",
-               "Connection": "close"}
+    authority = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    lines = [f"GET {target} HTTP/1.1", f"Host: {authority}", "Accept: application/health+json, */*",
+             "User-Agent: otel-hardening-probe", "Connection: close"]
     if parts.username is not None:
-        import base64
-
-        raw = f"{parts.username}:{parts.password or ''}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        lines.append("Authorization: Basic " + base64.b64encode(raw).decode())
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    sock = socket.create_connection((host, port), timeout=left())
     try:
-        conn.request("GET", target, headers=headers)
-        resp = conn.getresponse()
-        return resp.status
+        if parts.scheme == "https":
+            sock.settimeout(left())
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        sock.settimeout(left())
+        sock.sendall(request)
+        buf = b""
+        while b"\n" not in buf:
+            sock.settimeout(left())
+            chunk = sock.recv(1024)
+            if not chunk:
+                raise http.client.RemoteDisconnected("closed before a status line")
+            buf += chunk
+            if len(buf) > MAX_STATUS_LINE:
+                raise http.client.LineTooLong("status line")
+        return _status_code(buf.split(b"\n", 1)[0].rstrip(b"\r"))
     finally:
-        conn.close()
+        sock.close()
 
 
 def classify(probe: Probe, config: HealthConfig) -> ProbeResult:

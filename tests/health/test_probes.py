@@ -100,3 +100,53 @@ def test_probe_threads_run_periodically_and_stop(server: FlakyUpstream) -> None:
 
     time.sleep(0.2)
     assert server.hits == hits
+
+
+def test_trickling_dependency_is_offline_after_the_total_timeout() -> None:
+    """One byte of the status line every 0.2 s: each read is quick, the whole answer is not."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    probe = Probe("slowdb", f"http://127.0.0.1:{listener.getsockname()[1]}/health")
+    p = prober(probe, probe_timeout=1.0, probe_slow=0.5)
+    started = time.monotonic()
+    result = p.run_once(probe)
+    elapsed = time.monotonic() - started
+    stop.set()
+    thread.join(5)
+    listener.close()
+    assert result.state == "offline" and result.detail == "no answer within 1s"
+    assert elapsed < 1.5  # the trickle would take 7 s
+    assert p.components(0)[0].status is Status.CRITICAL
+
+
+def test_required_probe_offline_is_not_ready_optional_one_is() -> None:
+    down = f"http://127.0.0.1:{closed_port()}/health"
+    for required, ready in [(frozenset(), True), (frozenset({"db"}), False)]:
+        config = HealthConfig(probes=(Probe("db", down),), required=required, recovery_hold=0)
+        monitor = Monitor(config, upstreams=list, resources=lambda: None, on_change=lambda p, r: None)
+        monitor.prober.run_once(config.probes[0])
+        report = monitor.evaluate()
+        assert report.status is Status.CRITICAL and report.ready is ready
+        if not ready:
+            assert report.not_ready == ("db:responseTime: offline: request failed (ConnectionRefusedError)",)

@@ -76,19 +76,25 @@ def stack_tools(collector_bin: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lgtm_bins(stack_tools: Path) -> dict[str, Path]:
-    """Tempo, Loki and Grafana binaries (tools/build-component.sh), or a loud skip naming the missing."""
-    found, missing = {}, []
+def lgtm_missing(stack_tools: Path) -> dict[str, str]:
+    """Which of Tempo, Loki and Grafana (tools/build-component.sh) are not built, with the reason."""
+    missing = {}
     for name in OPTIONAL:
         try:
-            found[name] = find_component(name)
+            find_component(name)
         except StackError as exc:
-            missing.append(str(exc))
-    if missing:
-        why = "; ".join(missing)
-        _SKIPPED["lgtm"] = why
-        pytest.skip(why)
-    return found
+            missing[name] = str(exc)
+    return missing
+
+
+def skip_without(missing: dict[str, str], *names: str) -> None:
+    """Skip (loudly, at the end of the run too) when a component the test needs is not built."""
+    reasons = [missing[name] for name in names if name in missing]
+    if reasons:
+        for name in names:
+            if name in missing:
+                _SKIPPED[name] = missing[name]
+        pytest.skip("; ".join(reasons))
 
 
 @pytest.hookimpl(hookwrapper=True)

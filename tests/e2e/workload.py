@@ -1,0 +1,148 @@
+"""The app behind the dashboard and alert end-to-end tests: hardened httpx traffic to the test's flaky
+upstream in a steady loop, and all three signals (traces, metrics, logs) over OTLP, as an application
+configures them. The logs carry what the dashboards show from Loki: health-change records and leak
+hunt reports.
+
+    python -m tests.e2e.workload --port 8080 --upstream http://127.0.0.1:8081 --rps 10
+
+    GET /hunt?seconds=2  allocate and keep memory from one line while otel_hardening.resources.hunt()
+                         watches, inside a traced request; answers the report's top site as JSON
+    GET /healthz         200 while the process serves
+
+The SDK reads OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_METRIC_EXPORT_INTERVAL, ... and
+otel-hardening its OTEL_PYTHON_HARDENING_* variables, as in any application.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+import otel_hardening
+from otel_hardening import resources
+
+_LEAK: list[bytearray] = []
+
+
+class Providers:
+    def __init__(self) -> None:
+        resource = Resource.create()
+        self.tracer = TracerProvider(resource=resource)
+        self.tracer.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+        self.meter = MeterProvider(resource=resource, metric_readers=[reader])
+        self.logger = LoggerProvider(resource=resource)
+        self.logger.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+
+    def shutdown(self) -> None:
+        for provider in (self.tracer, self.meter, self.logger):
+            provider.shutdown()
+
+
+def traffic(client: httpx.Client, upstream: str, rps: float, tracer: trace.Tracer, stop: threading.Event) -> None:
+    """One logical call every 1/rps seconds, each under a SERVER span as a web framework would make."""
+    while not stop.wait(1.0 / rps):
+        # The hardened call may give up (circuit open, retries exhausted): it counts that itself.
+        with tracer.start_as_current_span("GET /work", kind=trace.SpanKind.SERVER), \
+                contextlib.suppress(httpx.HTTPError):
+            client.get(f"{upstream}/data")
+
+
+def hunt(seconds: float, tracer: trace.Tracer) -> dict[str, Any]:
+    """A leak for the hunt to name: a thread keeps 64 KiB a tick from one line while it watches."""
+    done = threading.Event()
+
+    def leak() -> None:
+        while not done.wait(0.05):
+            _LEAK.append(bytearray(64 * 1024))
+
+    with tracer.start_as_current_span("GET /hunt", kind=trace.SpanKind.SERVER) as span:
+        thread = threading.Thread(target=leak, daemon=True)
+        thread.start()
+        try:
+            report = resources.hunt(seconds)
+        finally:
+            done.set()
+            thread.join()
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    top = report.sites[0] if report.sites else None
+    return {"error": report.error, "trace_id": trace_id, "sites": len(report.sites),
+            "top": f"{top.file}:{top.line}" if top else None}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--rps", type=float, default=10.0)
+    args = parser.parse_args(argv)
+
+    providers = Providers()
+    otel_hardening.install(tracer_provider=providers.tracer, meter_provider=providers.meter,
+                           logger_provider=providers.logger)
+    tracer = providers.tracer.get_tracer("tests.e2e.workload")
+    client = httpx.Client(timeout=2.0)  # hardened: install() ran first
+    stop = threading.Event()
+    threading.Thread(target=traffic, args=(client, args.upstream.rstrip("/"), args.rps, tracer, stop),
+                     daemon=True).start()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            if url.path == "/hunt":
+                body = hunt(float(parse_qs(url.query).get("seconds", ["2"])[0]), tracer)
+            elif url.path == "/healthz":
+                body = {"status": "ok"}
+            else:
+                self.send_error(404)
+                return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        server.server_close()
+        client.close()
+        providers.shutdown()
+
+
+if __name__ == "__main__":
+    main()

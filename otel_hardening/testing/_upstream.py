@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -69,7 +70,7 @@ class FlakyUpstream:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _handler(self), bind_and_activate=False)
+        self._httpd = _Server((host, port), _handler(self), bind_and_activate=False)
         self._httpd.request_queue_size = 128
         self._httpd.daemon_threads = True
         try:
@@ -158,6 +159,13 @@ class FlakyUpstream:
     def _done(self) -> None:
         with self._lock:
             self.in_flight -= 1
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that hung up (reset, timeout, circuit opened): its business, not an error
+        super().handle_error(request, client_address)
 
 
 def _handler(upstream: FlakyUpstream) -> type[BaseHTTPRequestHandler]:

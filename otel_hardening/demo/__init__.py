@@ -1,0 +1,211 @@
+"""``otel-hardening demo``: the library at work on an embedded default, nothing external needed.
+
+Two embedded fault-injecting upstreams (:mod:`otel_hardening.testing`), hardened httpx clients (sync
+and async) calling them, and scripted phases: healthy -> 503 burst -> outage -> recovery -> slow
+memory leak. The view shows what the library measured (its metrics, ``health.report()``,
+``resources.snapshot()``, the leak hunt's log record). With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set
+everything is also exported over OTLP (traces, metrics every 5 s, logs).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.live import Live
+
+import otel_hardening
+from otel_hardening.demo import _otel
+from otel_hardening.demo._leak import ResponseCache
+from otel_hardening.demo._readings import OUTCOME_COLUMNS, Reading, read
+from otel_hardening.demo._scenario import (
+    LEAK_TOTAL,
+    PHASES,
+    Timeline,
+    Upstreams,
+    auto_time_scale,
+    library_config,
+)
+from otel_hardening.demo._traffic import Traffic
+from otel_hardening.demo._view import PhaseResult, View
+
+__all__ = ["DemoError", "DemoOptions", "run"]
+
+DEFAULT_DURATION = 120.0
+MIN_DURATION = 10.0
+
+
+class DemoError(Exception):
+    """Bad options or an environment the demo cannot run in; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration: float = DEFAULT_DURATION
+    phases: tuple[str, ...] = tuple(p.name for p in PHASES)
+    plain: bool = False
+    health_endpoint: tuple[str, int] | None = None
+    time_scale: float | None = None
+    """Production durations (leak window, sampler interval, hunt, health window) divided by this;
+    None: chosen so the leak detector's window is 40% of the leak phase."""
+    loop: bool = False
+    """Walk the phases again and again until interrupted (compose)."""
+
+
+def _check_port_free(host: str, port: int) -> None:
+    if port == 0:
+        return
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise DemoError(f"--health-endpoint {host}:{port}: cannot listen there ({exc.strerror})") from None
+
+
+def run(options: DemoOptions, console: Console | None = None) -> int:
+    if options.duration < MIN_DURATION:
+        raise DemoError(f"--duration {options.duration:g}: at least {MIN_DURATION:g} seconds are needed "
+                        "to walk the phases")
+    if options.time_scale is not None and options.time_scale < 1:
+        raise DemoError(f"--time-scale {options.time_scale:g}: expected a number >= 1 (1 = production timings)")
+    if options.health_endpoint is not None:
+        _check_port_free(*options.health_endpoint)
+    by_name = {p.name: p for p in PHASES}
+    timeline = Timeline.plan(tuple(by_name[n] for n in options.phases), options.duration)
+    scale = options.time_scale or auto_time_scale(timeline)
+    if console is None:
+        # plain: logs and CI, no terminal; wide enough that the summary table is not squeezed
+        console = Console(width=160, no_color=True, highlight=False) if options.plain else Console()
+    try:
+        telemetry = _otel.setup()
+    except _otel.OtlpNotInstalled as exc:
+        raise DemoError(str(exc)) from None
+    config = library_config(timeline, scale, options.health_endpoint)
+    otel_hardening.install(config, tracer_provider=telemetry.tracer_provider,
+                           meter_provider=telemetry.meter_provider, logger_provider=telemetry.logger_provider)
+    upstreams = Upstreams()
+    names_by_port = {server.port: name for name, server in upstreams.servers.items()}
+    traffic = Traffic(upstreams.url("inventory"), upstreams.url("payments"))
+    view = View(console, options.plain, timeline.phases)
+    if options.plain:
+        where = f", OTLP to {telemetry.otlp_endpoint}" if telemetry.otlp_endpoint else ""
+        health = (f", health on http://{options.health_endpoint[0]}:{options.health_endpoint[1]}/healthz"
+                  if options.health_endpoint else "")
+        console.print(f"otel-hardening demo {otel_hardening.__version__}: {timeline.duration:.0f} s, "
+                      f"time scale {scale:.0f}x{where}{health}", markup=False, highlight=False)
+    try:
+        traffic.start()
+        runner = _Runner(timeline, upstreams, traffic, view, telemetry, names_by_port, options)
+        results, final = runner.walk()
+    except KeyboardInterrupt:
+        console.print("interrupted", markup=False)
+        return 130
+    finally:
+        traffic.close()
+        otel_hardening.uninstall()
+        upstreams.close()
+        telemetry.shutdown()
+    console.print(view.summary(results, final))
+    return 0
+
+
+class _Runner:
+    def __init__(self, timeline: Timeline, upstreams: Upstreams, traffic: Traffic, view: View,
+                 telemetry: _otel.Telemetry, names_by_port: dict[int, str], options: DemoOptions) -> None:
+        self.timeline, self.upstreams, self.traffic, self.view = timeline, upstreams, traffic, view
+        self.telemetry, self.names_by_port, self.options = telemetry, names_by_port, options
+        self.cache = ResponseCache()
+        self._leak_stop: threading.Event | None = None
+        self._leak_thread: threading.Thread | None = None
+
+    def reading(self) -> Reading:
+        return read(self.telemetry, self.names_by_port, self.traffic.app_errors)
+
+    def walk(self) -> tuple[list[PhaseResult], Reading]:
+        refresh = 0.25
+        plain_every = max(1.0, self.timeline.duration / 25)
+        start = time.monotonic()
+        first = self.reading()
+        rss_start = first.rss
+        results: list[PhaseResult] = []
+        current: PhaseResult | None = None
+        current_index = -1
+        before = first
+        last_plain = -plain_every
+        live = None if self.options.plain else Live(console=self.view.console, refresh_per_second=4, transient=False)
+        if live is not None:
+            live.start()
+        try:
+            while True:
+                elapsed = time.monotonic() - start
+                done = elapsed >= self.timeline.duration
+                index, into = self.timeline.at(elapsed)
+                reading = self.reading()
+                if current is not None:
+                    self._observe(current, reading)
+                    if done or index != current_index:
+                        self._finish(current, before, reading)
+                        results.append(current)
+                        before, current = reading, None
+                        if done:
+                            if not self.options.loop:
+                                return results, reading
+                            start, results, index, into = time.monotonic(), [], 0, 0.0
+                if current is None:
+                    current, current_index = self._enter(index), index
+                phase = self.timeline.phases[index]
+                length = self.timeline.seconds[index]
+                if live is not None:
+                    live.update(self.view.frame(reading, phase, index, into, length, elapsed, rss_start))
+                else:
+                    self.view.news(reading, elapsed)
+                    if elapsed - last_plain >= plain_every:
+                        last_plain = elapsed
+                        self.view.status_line(reading, phase, elapsed)
+                time.sleep(refresh)
+        finally:
+            self._stop_leak()
+            if live is not None:
+                live.stop()
+
+    def _enter(self, index: int) -> PhaseResult:
+        phase = self.timeline.phases[index]
+        length = self.timeline.seconds[index]
+        self._stop_leak()
+        self.upstreams.enter(phase.name)
+        if phase.name == "leak":
+            self._start_leak(LEAK_TOTAL / length)
+        if self.options.plain:
+            self.view.phase_started(phase, index, length)
+        return PhaseResult(phase, length)
+
+    def _observe(self, result: PhaseResult, r: Reading) -> None:
+        for name, upstream in r.upstreams.items():
+            result.circuits_seen.setdefault(name, set()).add(upstream.circuit)
+        rank = {"healthy": 0, "degraded": 1, "critical": 2}
+        if rank.get(r.health, 0) > rank.get(result.worst_health, 0):
+            result.worst_health = r.health
+        result.leak_seen = result.leak_seen or r.leak_suspected
+        if r.hunt is not None and result.phase.name == "leak":
+            result.hunt = str(r.hunt)
+
+    def _finish(self, result: PhaseResult, before: Reading, after: Reading) -> None:
+        result.outcomes = {o: after.total(o) - before.total(o) for o in OUTCOME_COLUMNS}
+        result.attempts = after.attempts - before.attempts
+        result.end_circuits = {name: u.circuit for name, u in after.upstreams.items()}
+
+    def _start_leak(self, rate: float) -> None:
+        self._leak_stop = threading.Event()
+        self._leak_thread = threading.Thread(target=self.cache.leak, args=(rate, self._leak_stop),
+                                             name="demo-leak", daemon=True)
+        self._leak_thread.start()
+
+    def _stop_leak(self) -> None:
+        if self._leak_stop is not None and self._leak_thread is not None:
+            self._leak_stop.set()
+            self._leak_thread.join(5)
+            self._leak_stop = self._leak_thread = None
+        self.cache.clear()  # the fix: memory comes back

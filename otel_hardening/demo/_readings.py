@@ -1,0 +1,151 @@
+"""What the library measured, read through its public surfaces: the metrics it emits (an in-memory
+reader on the same MeterProvider the OTLP exporter uses), ``health.report()``, ``resources.snapshot()``
+and the ``hardening.leak.report`` log record. The view shows only this, never the script's intent."""
+
+from __future__ import annotations
+
+import linecache
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from otel_hardening import health, resources
+from otel_hardening.demo._otel import Telemetry
+
+OUTCOME_COLUMNS = ("success", "success_after_retry", "failure", "failure_after_retry",
+                   "rejected_circuit_open", "rejected_retry_budget")
+SHORT = {"success": "ok", "success_after_retry": "ok after retry", "failure": "failed",
+         "failure_after_retry": "failed after retry", "rejected_circuit_open": "rejected (circuit)",
+         "rejected_retry_budget": "rejected (budget)"}
+
+
+@dataclass(frozen=True)
+class UpstreamReading:
+    name: str
+    circuit: str
+    outcomes: dict[str, float]
+    attempts: float
+    budget_available: float | None
+
+    @property
+    def calls(self) -> float:
+        return float(sum(self.outcomes.values()))
+
+
+@dataclass(frozen=True)
+class HuntSite:
+    file: str
+    line: int
+    source: str
+    size_diff: int
+
+    def __str__(self) -> str:
+        short = "/".join(self.file.split("/")[-3:])
+        return f"{short}:{self.line}  {self.source}  (+{self.size_diff / 2**20:.1f} MiB)"
+
+
+@dataclass(frozen=True)
+class Reading:
+    upstreams: dict[str, UpstreamReading]
+    health: str
+    health_reasons: tuple[str, ...]
+    rss: int | None
+    rss_growth_rate: float
+    """Theil-Sen slope of RSS over the detector's window, bytes/s (0 until its warm-up passed)."""
+    leak_suspected: bool
+    hunt: HuntSite | None
+    export_errors: int
+    last_export_error: str | None
+    events: tuple[str, ...]
+    """The last records of the ``otel_hardening`` logger, upstream URLs replaced by their names."""
+    events_total: int
+    app_errors: dict[str, int] = field(default_factory=dict)
+
+    def total(self, outcome: str | None = None) -> float:
+        return sum(u.outcomes.get(outcome, 0.0) if outcome else u.calls for u in self.upstreams.values())
+
+    @property
+    def attempts(self) -> float:
+        return sum(u.attempts for u in self.upstreams.values())
+
+
+def read(telemetry: Telemetry, names_by_port: dict[int, str], app_errors: dict[str, int]) -> Reading:
+    points = _points(telemetry)
+    outcomes: dict[str, defaultdict[str, float]] = {n: defaultdict(float) for n in names_by_port.values()}
+    attempts: defaultdict[str, float] = defaultdict(float)
+    for attrs, value in points.get("hardening.http.client.calls", []):
+        name = names_by_port.get(int(attrs.get("server.port", 0)))
+        if name:
+            outcomes[name][str(attrs.get("hardening.outcome"))] += value
+    for attrs, value in points.get("hardening.http.client.attempts", []):
+        name = names_by_port.get(int(attrs.get("server.port", 0)))
+        if name:
+            attempts[name] += value
+    circuits: dict[str, str] = {}
+    for attrs, value in points.get("hardening.circuit.state", []):
+        name = _by_circuit(attrs, names_by_port)
+        if name and value:
+            circuits[name] = str(attrs.get("hardening.circuit.state"))
+    budgets: dict[str, float] = {}
+    for attrs, value in points.get("hardening.retry.budget.available", []):
+        name = _by_circuit(attrs, names_by_port)
+        if name:
+            budgets[name] = float(value)
+    upstreams = {
+        name: UpstreamReading(name, circuits.get(name, "-"), dict(outcomes[name]), attempts[name],
+                              budgets.get(name))
+        for name in names_by_port.values()
+    }
+    report = health.report()
+    snap = resources.snapshot()
+    errors = telemetry.export_errors
+    return Reading(
+        upstreams=upstreams,
+        health=str(report.status),
+        health_reasons=report.reasons,
+        rss=snap.memory_usage if snap else None,
+        rss_growth_rate=float(snap.growth_rates.get("memory", 0.0)) if snap else 0.0,
+        leak_suspected=bool(snap.leaks.get("memory")) if snap else False,
+        hunt=_hunt_site(telemetry),
+        export_errors=errors.count,
+        last_export_error=errors.recent[-1] if errors.recent else None,
+        events=tuple(_named(line, names_by_port) for line in telemetry.events.recent),
+        events_total=telemetry.events.count,
+        app_errors=dict(app_errors),
+    )
+
+
+def _named(line: str, names_by_port: dict[int, str]) -> str:
+    for port, name in names_by_port.items():
+        line = line.replace(f"http://127.0.0.1:{port}", name)
+    return line
+
+
+def _points(telemetry: Telemetry) -> dict[str, list[tuple[dict[str, Any], float]]]:
+    data = telemetry.reader.get_metrics_data()
+    out: dict[str, list[tuple[dict[str, Any], float]]] = {}
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    value = getattr(point, "value", None)
+                    if value is not None:
+                        out.setdefault(metric.name, []).append((dict(point.attributes or {}), float(value)))
+    return out
+
+
+def _by_circuit(attrs: dict[str, Any], names_by_port: dict[int, str]) -> str | None:
+    circuit = str(attrs.get("hardening.circuit.name", ""))
+    port = circuit.rsplit(":", 1)[-1]
+    return names_by_port.get(int(port)) if port.isdigit() else None
+
+
+def _hunt_site(telemetry: Telemetry) -> HuntSite | None:
+    """The top site of the latest ``hardening.leak.report`` log record, if a hunt has reported."""
+    for record in reversed(telemetry.log_records.get_finished_logs()):
+        attrs = record.log_record.attributes or {}
+        if "hardening.leak.hunt.trigger" in attrs and "code.file.path" in attrs:
+            file, line = str(attrs["code.file.path"]), int(str(attrs.get("code.line.number", 0)))
+            size = int(str(attrs.get("hardening.leak.size_diff", 0)))
+            return HuntSite(file, line, linecache.getline(file, line).strip(), size)
+    return None

@@ -1,0 +1,157 @@
+"""The demo's script: phases, how long each lasts, what the upstreams do in it, and the library's
+settings scaled so that a two-minute run (or a 20-second one) shows what production shows in hours."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
+from otel_hardening.health.config import HealthConfig
+from otel_hardening.resources.config import ResourceConfig
+from otel_hardening.testing import FlakyUpstream, ReceivedRequest, Reply
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    weight: float
+    """Share of the run's duration."""
+    story: str
+    """What the user should see happen, as shown in the view."""
+
+
+PHASES = (
+    Phase("healthy", 0.12, "both upstreams answer 200: no retries, circuits closed"),
+    Phase("burst", 0.15, "503 bursts: retries succeed (success_after_retry), amplification rises"),
+    Phase("outage", 0.18, "payments down: its circuit opens and rejects; inventory half failing: "
+                          "the retry budget caps extra load"),
+    Phase("recovery", 0.15, "upstreams back: the circuit goes half_open, a trial succeeds, it closes"),
+    Phase("leak", 0.40, "a cache that never evicts: RSS grows, the detector flags it, the hunt names the line"),
+)
+PHASE_NAMES = tuple(p.name for p in PHASES)
+UPSTREAMS = ("inventory", "payments")
+"""Two upstreams, two circuits: inventory is called by a sync client, payments by an async one."""
+
+LEAK_TOTAL = 48 * 1024 * 1024
+"""Bytes the leak phase allocates in all, whatever its length (freed when the phase ends)."""
+
+
+def parse_phases(raw: str | None) -> tuple[Phase, ...]:
+    """``healthy,burst`` -> those phases in that order; ``None`` -> all five. ValueError names the choices."""
+    if raw is None:
+        return PHASES
+    by_name = {p.name: p for p in PHASES}
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    unknown = [n for n in names if n not in by_name]
+    if unknown or not names:
+        raise ValueError(f"--phases {raw!r}: expected a comma-separated list of {', '.join(PHASE_NAMES)}")
+    return tuple(by_name[n] for n in names)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    phases: tuple[Phase, ...]
+    seconds: tuple[float, ...]
+    """Length of each phase."""
+
+    @classmethod
+    def plan(cls, phases: tuple[Phase, ...], duration: float) -> Timeline:
+        total = sum(p.weight for p in phases)
+        return cls(phases, tuple(duration * p.weight / total for p in phases))
+
+    @property
+    def duration(self) -> float:
+        return sum(self.seconds)
+
+    def at(self, elapsed: float) -> tuple[int, float]:
+        """(index of the phase running at ``elapsed``, seconds into it); past the end: the last one."""
+        start = 0.0
+        for i, length in enumerate(self.seconds):
+            if elapsed < start + length:
+                return i, elapsed - start
+            start += length
+        return len(self.seconds) - 1, self.seconds[-1]
+
+    def length(self, name: str) -> float | None:
+        return next((s for p, s in zip(self.phases, self.seconds, strict=True) if p.name == name), None)
+
+
+def auto_time_scale(timeline: Timeline) -> float:
+    """How many times faster than production defaults the leak detector must run so that its window
+    (600 s by default) is 40% of the leak phase: detection, then the hunt, fit in the phase."""
+    leak = timeline.length("leak") or timeline.duration * 0.4
+    return max(1.0, ResourceConfig().leak_window / (0.4 * leak))
+
+
+def library_config(timeline: Timeline, time_scale: float, health_endpoint: tuple[str, int] | None) -> HardeningConfig:
+    """The library's settings for the demo: production defaults, durations divided by ``time_scale``
+    (with floors that keep the sampler and the health thread cheap), retries fast enough to watch."""
+    r, h = ResourceConfig(), HealthConfig()
+    window = r.leak_window / time_scale
+    resources = replace(
+        # warm-up at least one window: the demo's own start (imports, threads, pools) is not a leak
+        r, leak_window=window, interval=max(0.1, window / 30), leak_warmup=max(window, r.leak_warmup / time_scale),
+        hunt_duration=max(1.0, r.hunt_duration / time_scale), hunt_cooldown=min(window, r.hunt_cooldown / time_scale),
+        # the window is time_scale times shorter, so the same noise is time_scale times steeper
+        leak_min_memory_rate=r.leak_min_memory_rate * time_scale, uss=False,
+    )
+    health = replace(
+        h, interval=max(0.25, h.interval / time_scale), window=max(2.0, h.window / time_scale),
+        recovery_hold=max(0.5, h.recovery_hold / time_scale), endpoint=health_endpoint,
+    )
+    recovery = timeline.length("recovery") or timeline.duration * 0.15
+    circuit = CircuitPolicy(fail_max=5, reset_timeout=min(30.0, max(0.5, recovery / 4)))
+    retry = RetryPolicy(max_attempts=3, backoff_initial=0.02, backoff_max=0.2, deadline=5.0)
+    budget = BudgetPolicy(ratio=0.2, min_per_second=2.0)
+    return HardeningConfig(retry=retry, budget=budget, circuit=circuit, resources=resources, health=health)
+
+
+class Upstreams:
+    """The two embedded fault-injecting upstreams, switched from phase to phase."""
+
+    def __init__(self) -> None:
+        self.servers = {name: FlakyUpstream() for name in UPSTREAMS}
+        self._lock = threading.Lock()
+        self._random = random.Random(7)
+
+    def url(self, name: str) -> str:
+        return self.servers[name].url
+
+    def enter(self, phase: str) -> None:
+        inventory, payments = self.servers["inventory"], self.servers["payments"]
+        inventory.rule = payments.rule = None
+        if phase == "burst":
+            # every other request is a 503: each failed call is retried once and succeeds
+            inventory.rule = _alternate()
+            payments.rule = _alternate()
+        elif phase == "outage":
+            payments.always(Reply(503, b"down for maintenance"))
+            inventory.rule = self._half_failing
+            return
+        for server in (inventory, payments):
+            server.always(Reply(200, b'{"ok": true}'))
+
+    def _half_failing(self, request: ReceivedRequest) -> Reply:
+        with self._lock:
+            fail = self._random.random() < 0.5
+        return Reply(503) if fail else Reply(200, b'{"ok": true}')
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.close()
+
+
+def _alternate() -> Callable[[ReceivedRequest], Reply]:
+    statuses = itertools.cycle((503, 200))
+    lock = threading.Lock()
+
+    def rule(request: ReceivedRequest) -> Reply:
+        with lock:
+            status = next(statuses)
+        return Reply(status, b'{"ok": true}' if status == 200 else b"busy", retry_after=None)
+
+    return rule

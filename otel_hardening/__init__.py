@@ -43,6 +43,9 @@ def install(
     Also turns on opentelemetry-instrumentation-httpx when it is off, so that each attempt gets a
     CLIENT span; :func:`uninstall` turns off only what this call turned on. Idempotent.
     """
+    if config is not None and not isinstance(config, HardeningConfig):
+        raise TypeError(f"install() takes a HardeningConfig or None, got {type(config).__name__}; "
+                        "e.g. install(HardeningConfig(retry=RetryPolicy(max_attempts=5)))")
     HardeningInstrumentor().instrument(
         config=config, tracer_provider=tracer_provider, meter_provider=meter_provider,
         logger_provider=logger_provider, instrument_httpx=True,
@@ -50,5 +53,10 @@ def install(
 
 
 def uninstall() -> None:
-    """Undo :func:`install`: new clients are plain, clients it hardened pass requests straight through."""
-    HardeningInstrumentor().uninstrument()
+    """Undo :func:`install`: new clients are plain, clients it hardened pass requests straight through.
+
+    Calling it when nothing is installed does nothing (and says nothing).
+    """
+    instrumentor = HardeningInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()

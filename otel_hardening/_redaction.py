@@ -4,7 +4,7 @@ log lines) goes through it, so no credential leaves the process."""
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 REDACTED = "REDACTED"
 
@@ -16,12 +16,18 @@ SECRET_PARAM = re.compile(
 
 
 def looks_secret(query: str) -> bool:
-    """Whether a query string has any parameter worth redacting (a cheap pre-check)."""
-    return bool(query) and SECRET_PARAM.search(query) is not None
+    """Whether a query string has any parameter worth redacting (a cheap pre-check).
+
+    Names are matched as the server decodes them: ``%74oken`` is ``token``.
+    """
+    if not query:
+        return False
+    return SECRET_PARAM.search(unquote_plus(query) if "%" in query else query) is not None
 
 
 def redact_url(url: str) -> str:
-    """``url`` without userinfo or fragment, with the values of secret-looking query parameters replaced."""
+    """``url`` without userinfo or fragment (OAuth puts tokens there), with the values of secret-looking
+    query parameters (names percent-decoded) replaced."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""

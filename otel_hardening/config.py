@@ -44,8 +44,20 @@ class RetryPolicy:
     """Longest ``Retry-After`` honoured; a longer one ends the retries instead."""
     retry_non_idempotent: bool = False
     """Retry POST/PATCH without an ``Idempotency-Key``: off, a resent payment is worse than an error."""
-    buffer_max: int = 1024 * 1024
-    """Bytes of response body read inside the retry layer so a reset mid-body can be retried."""
+
+    def __post_init__(self) -> None:
+        _whole("RetryPolicy.max_attempts", self.max_attempts,
+               "a whole number >= 1 (total attempts, the first included)")
+        _env.check_seconds("RetryPolicy.backoff_initial", self.backoff_initial, MAX_BACKOFF_INITIAL)
+        _env.check_seconds("RetryPolicy.backoff_max", self.backoff_max, MAX_BACKOFF)
+        _env.check_seconds("RetryPolicy.deadline", self.deadline, MAX_DEADLINE)
+        _env.check_seconds("RetryPolicy.retry_after_max", self.retry_after_max, MAX_RETRY_AFTER, zero_ok=True)
+        statuses = self.retry_statuses
+        if not isinstance(statuses, (set, frozenset)) or not all(
+                isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in statuses):
+            raise ValueError(f"RetryPolicy.retry_statuses={statuses!r}: accepted a set of HTTP status codes "
+                             "(ints 100-599), e.g. frozenset({429, 503})")
+        _flag("RetryPolicy.retry_non_idempotent", self.retry_non_idempotent)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RetryPolicy:
@@ -61,8 +73,6 @@ class RetryPolicy:
                                      "comma-separated HTTP status codes, e.g. 408,429,502,503,504"),
             retry_after_max=_env.seconds(env, "RETRY_AFTER_MAX", d.retry_after_max, MAX_RETRY_AFTER, zero_ok=True),
             retry_non_idempotent=_env.flag(env, "RETRY_NON_IDEMPOTENT", d.retry_non_idempotent),
-            buffer_max=_env.read(env, "RETRY_BUFFER_MAX", _env.positive_int, d.buffer_max,
-                                 "a number of bytes >= 1"),
         )
 
 
@@ -76,6 +86,11 @@ class BudgetPolicy:
     """Retries always allowed per second, so quiet clients still retry."""
     ttl: float = 10.0
     """Seconds a deposit stays usable; bounds the burst a long quiet period can save up."""
+
+    def __post_init__(self) -> None:
+        _number("BudgetPolicy.ratio", self.ratio, "a number >= 0 (0.2 = retries add at most 20% load)")
+        _number("BudgetPolicy.min_per_second", self.min_per_second, "a number of retries per second >= 0")
+        _env.check_seconds("BudgetPolicy.ttl", self.ttl, MAX_BUDGET_TTL)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BudgetPolicy:
@@ -102,6 +117,16 @@ class CircuitPolicy:
     storage: str = "memory"
     """``memory`` or ``redis://host:port/db`` to share state across processes."""
 
+    def __post_init__(self) -> None:
+        _whole("CircuitPolicy.fail_max", self.fail_max, "a whole number >= 1")
+        _env.check_seconds("CircuitPolicy.reset_timeout", self.reset_timeout, MAX_RESET_TIMEOUT)
+        _whole("CircuitPolicy.half_open_max_calls", self.half_open_max_calls, "a whole number >= 1")
+        try:
+            _storage(self.storage if isinstance(self.storage, str) else "")
+        except _env.ConfigError:
+            raise ValueError(f"CircuitPolicy.storage={self.storage!r}: accepted memory, or "
+                             "redis://host:port/db (rediss:// for TLS)") from None
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CircuitPolicy:
         d = cls()
@@ -113,6 +138,25 @@ class CircuitPolicy:
             storage=_env.read(env, "CIRCUIT_STORAGE", _storage, d.storage,
                               "memory, or redis://host:port/db (rediss:// for TLS)"),
         )
+
+
+def _whole(name: str, value: object, accepted: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}={value!r}: accepted {accepted}")
+    if value < 1:
+        raise ValueError(f"{name}={value!r} is out of range: accepted {accepted}")
+
+
+def _number(name: str, value: object, accepted: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}={value!r}: accepted {accepted}")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name}={value!r} is out of range: accepted {accepted}")
+
+
+def _flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r}: accepted True or False")
 
 
 def _storage(raw: str) -> str:

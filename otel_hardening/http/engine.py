@@ -20,11 +20,13 @@ import httpx
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from otel_hardening.config import BudgetPolicy, CircuitPolicy, RetryPolicy
+from otel_hardening._env import check_seconds
+from otel_hardening.config import MAX_DEADLINE, BudgetPolicy, CircuitPolicy, RetryPolicy
 from otel_hardening.http import policy as pol
 from otel_hardening.http import telemetry as tm
 from otel_hardening.http.circuit import OPEN, Permit
 from otel_hardening.http.errors import CircuitOpenError
+from otel_hardening.http.pool import DEADLINE
 from otel_hardening.http.redaction import has_secret_query, redact_url
 from otel_hardening.http.registry import REGISTRY, Upstream
 
@@ -73,6 +75,8 @@ class Call:
     span: trace.Span | None = None
     first_attempt: trace.SpanContext | None = None
     denied: str | None = None
+    finished = False
+    deadline_at: float | None = None
     _delays: Iterator[float] | None = None
     _redacted_url: str | None = None
 
@@ -96,6 +100,9 @@ class Call:
         self._user_trace = request.extensions.get("trace")
         self.start = time.monotonic()
         self.start_ns = time.time_ns()
+        if self.can_retry:
+            # only a call that may be retried has a deadline: the others keep their own timeouts
+            self.deadline_at = self.start + self.deadline
         upstream.started()
 
     def _apply(self, options: Mapping[str, object], enabled: bool, idempotent: bool) -> tuple[bool, bool]:
@@ -111,15 +118,19 @@ class Call:
             raise TypeError('request.extensions["hardening"]: "retry" and "idempotent" must be bool')
         if not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValueError('request.extensions["hardening"]["max_attempts"] must be an int >= 1')
-        if not isinstance(deadline, (int, float)) or deadline <= 0:
-            raise ValueError('request.extensions["hardening"]["deadline"] must be a number > 0')
         self.max_attempts = max_attempts
-        self.deadline = float(deadline)
+        self.deadline = check_seconds('request.extensions["hardening"]["deadline"]', deadline,  # type: ignore[arg-type]
+                                      MAX_DEADLINE)
         return retry, idem
 
     # --- before an attempt ------------------------------------------------------------------
-    def before_attempt(self) -> None:
-        """Take a circuit permit and prepare the request, or raise CircuitOpenError (no I/O done)."""
+    def before_attempt(self) -> bool:
+        """Take a circuit permit and prepare the request; False when a retry is refused a permit.
+
+        A first attempt without a permit raises CircuitOpenError (no I/O done). A retry without one
+        (the circuit opened while this call waited) ends the call: the caller gets the last real
+        response or error, not a CircuitOpenError that would hide it.
+        """
         transitions: list[tuple[str, str]] = []
         permit = self.upstream.circuit.acquire(transitions)
         self._state_events(transitions)
@@ -127,15 +138,19 @@ class Call:
             retry_in = self.upstream.circuit.seconds_until_trial()
             self.denied = "circuit_open"
             self._ensure_span().add_event(tm.EVENT_RETRY_DENIED, {"hardening.retry.reason": "circuit_open"})
-            self._finish(tm.REJECTED_CIRCUIT_OPEN if self.attempt == 0 else tm.FAILURE_AFTER_RETRY)
+            if self.attempt > 0:
+                self._finish(tm.FAILURE_AFTER_RETRY)
+                return False
+            self._finish(tm.REJECTED_CIRCUIT_OPEN)
             raise CircuitOpenError(self.upstream.name, retry_in, request=self.request)
         self.permit = permit
         self.attempt += 1
         self._cap_timeouts()
+        return True
 
     def _cap_timeouts(self) -> None:
         timeouts = self._timeouts
-        if timeouts is None:
+        if timeouts is None or not self.can_retry:
             return
         remaining = max(0.001, self.deadline - (time.monotonic() - self.start))
         longest = _longest(timeouts)
@@ -166,11 +181,6 @@ class Call:
         if attempt == 1:
             self.first_attempt = ctx
 
-    @property
-    def will_retry_errors(self) -> bool:
-        """Whether a failure of this attempt could still be retried (and the body is worth buffering)."""
-        return self.can_retry and self.attempt < self.max_attempts
-
     # --- after an attempt -------------------------------------------------------------------
     def on_response(self, response: httpx.Response) -> float | None:
         """Seconds to wait before the next attempt, or None: the response is the answer."""
@@ -193,8 +203,8 @@ class Call:
             self._finish(self._outcome(ok=False))
         return delay
 
-    def on_error(self, exc: Exception) -> float:
-        """Seconds to wait before the next attempt; re-raises ``exc`` when there is none."""
+    def on_error(self, exc: Exception) -> float | None:
+        """Seconds to wait before the next attempt, or None: ``exc`` is the answer."""
         assert self.permit is not None
         if pol.is_failure_error(exc):
             transitions: list[tuple[str, str]] = []
@@ -205,13 +215,17 @@ class Call:
         delay = self._next_delay(pol.error_type(exc), None) if pol.is_retryable_error(exc) else None
         if delay is None:
             self._finish(self._outcome(ok=False))
-            raise exc
         return delay
 
     def abandon(self) -> None:
-        """The attempt was cancelled (KeyboardInterrupt, task cancellation): no verdict, no outcome."""
+        """The call ended without an outcome (KeyboardInterrupt, task cancellation, or this layer's own
+        bug): the permit goes back and the span ends. Does nothing once the call has finished."""
+        if self.finished:
+            return
+        self.finished = True
         if self.permit is not None:
             self.upstream.circuit.release(self.permit)
+            self.permit = None
         if self.span is not None:
             self.span.set_attribute("hardening.attempts", self.attempt)
             self.span.end()
@@ -284,13 +298,18 @@ class Call:
             )
         return self.span
 
-    def span_scope(self) -> Any:
-        """Context in which the next attempt runs: inside the INTERNAL span once there is one."""
-        if self.span is None:
-            return contextlib.nullcontext()
-        return trace.use_span(self.span, end_on_exit=False)
+    def attempt_scope(self) -> Any:
+        """Context in which the next attempt runs: inside the INTERNAL span once there is one, and
+        with the call's deadline on every socket operation (see deadline.py) when it may be retried."""
+        if self.deadline_at is None:
+            if self.span is None:
+                return contextlib.nullcontext()
+            return trace.use_span(self.span, end_on_exit=False)
+        return _AttemptScope(self.span, self.deadline_at)
 
     def _finish(self, outcome: str) -> None:
+        self.finished = True
+        self.permit = None
         span = self.span
         self.upstream.finished(outcome, self.attempt, acted=span is not None)
         if span is None:
@@ -301,6 +320,24 @@ class Call:
         if outcome in tm.FAILED_OUTCOMES:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
+
+
+class _AttemptScope:
+    __slots__ = ("deadline", "scope", "span", "token")
+
+    def __init__(self, span: trace.Span | None, deadline: float) -> None:
+        self.span, self.deadline = span, deadline
+
+    def __enter__(self) -> None:
+        self.token = DEADLINE.set(self.deadline)
+        if self.span is not None:
+            self.scope = trace.use_span(self.span, end_on_exit=False)
+            self.scope.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.span is not None:
+            self.scope.__exit__(None, None, None)
+        DEADLINE.reset(self.token)
 
 
 def _longest(timeouts: Mapping[str, float | None]) -> float | None:
@@ -326,6 +363,11 @@ class _AttemptHook:
             extensions.pop("trace", None)
         else:
             extensions["trace"] = self.user
+
+    def attempt_started(self) -> None:
+        """Called by the connection pool as the attempt enters it (pool.py), before any I/O."""
+        if not self.done:
+            self._first()
 
     def __call__(self, name: str, info: Any) -> None:
         if not self.done:

@@ -9,7 +9,6 @@ place that touches ``client._transport`` and ``client._mounts``. It wraps them; 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -18,6 +17,7 @@ from opentelemetry import metrics, trace
 
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
 from otel_hardening.http.engine import Engine
+from otel_hardening.http.pool import prepare_pool
 from otel_hardening.http.registry import REGISTRY, track_client
 from otel_hardening.http.telemetry import Telemetry
 from otel_hardening.http.transport import AsyncHardenedTransport, HardenedTransport
@@ -60,7 +60,18 @@ def harden(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
 ) -> ClientT:
-    """Harden ``client`` in place and return it. Policies not given come from the environment."""
+    """Harden ``client`` in place and return it. Policies not given come from the environment.
+
+    Hardening a client again (one ``install()`` already hardened, say) replaces its policies.
+    """
+    if not isinstance(client, (httpx.Client, httpx.AsyncClient)):
+        raise TypeError(f"harden() takes an httpx.Client or httpx.AsyncClient, got {type(client).__name__} "
+                        f"{client!r:.80}; e.g. harden(httpx.Client(base_url=...))")
+    for name, value, kind in (("retry", retry, RetryPolicy), ("circuit", circuit, CircuitPolicy),
+                              ("budget", budget, BudgetPolicy)):
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"harden({name}=...) takes a {kind.__name__} or None, got {type(value).__name__}; "
+                            f"e.g. {name}={kind.__name__}(...)")
     config, telemetry = _defaults()
     if tracer_provider is not None or meter_provider is not None:
         telemetry = new_telemetry(tracer_provider, meter_provider)
@@ -71,14 +82,19 @@ def harden(
 
 
 def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> None:
-    """Wrap the client's transport and every mounted one; a transport already hardened is kept."""
-    wrap: Callable[[Any], Any]
-    if isinstance(client, httpx.AsyncClient):
-        def wrap(t: Any) -> Any:
-            return t if t is None or isinstance(t, AsyncHardenedTransport) else AsyncHardenedTransport(t, engine)
-    else:
-        def wrap(t: Any) -> Any:
-            return t if t is None or isinstance(t, HardenedTransport) else HardenedTransport(t, engine)
+    """Wrap the client's transport and every mounted one; one already hardened gets the new engine."""
+    hardened: type[HardenedTransport | AsyncHardenedTransport]
+    hardened = AsyncHardenedTransport if isinstance(client, httpx.AsyncClient) else HardenedTransport
+
+    def wrap(t: Any) -> Any:
+        if t is None:
+            return None
+        if isinstance(t, hardened):
+            t.engine = engine
+            return t
+        prepare_pool(t)
+        return hardened(t, engine)
+
     client._transport = wrap(client._transport)
     client._mounts = {pattern: wrap(t) for pattern, t in client._mounts.items()}
     track_client(client)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import math
+import re
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
@@ -61,21 +63,31 @@ def is_replayable(request: httpx.Request) -> bool:
     return isinstance(request.stream, httpx.ByteStream)
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]{1,9}", re.ASCII)
+_MAX_HEADER = 64
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if value is None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None.
+
+    Whatever the upstream sends, the answer is a finite wait >= 0 or None (ignored): ASCII digits
+    only (``str.isdigit`` accepts ``²`` and ``٣``), at most 9 of them (31 years; anything longer is
+    past every ``RETRY_AFTER_MAX``), dates only if they parse to a real datetime, and several
+    headers (joined by httpx with ``,``) are ignored rather than guessed at.
+    """
+    if value is None or len(value) > _MAX_HEADER:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELTA_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        wait = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
+    return max(0.0, wait) if math.isfinite(wait) else None
 
 
 def backoff_delays(initial: float, maximum: float) -> Iterator[float]:

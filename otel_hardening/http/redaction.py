@@ -8,7 +8,8 @@ from otel_hardening import _redaction
 
 
 def has_secret_query(url: httpx.URL) -> bool:
-    return _redaction.looks_secret(url.query.decode("ascii", "replace"))
+    """Whether the URL shown in telemetry must be rewritten: a secret-looking query, or a fragment."""
+    return bool(url.fragment) or _redaction.looks_secret(url.query.decode("ascii", "replace"))
 
 
 def redact_url(url: httpx.URL) -> str:

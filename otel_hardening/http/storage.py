@@ -19,6 +19,7 @@ from otel_hardening._logging import forget, log_once
 
 _RETRY_REDIS_AFTER = 5.0
 _SOCKET_TIMEOUT = 0.25
+_STATES = frozenset({pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN})
 
 
 class _FailureSignal:
@@ -87,7 +88,14 @@ class FallbackRedisStorage(pybreaker.CircuitBreakerStorage):
     def _read(self, attr: str) -> Any:
         backend = self._backend()
         self._failed = False
-        value = getattr(backend, attr)
+        try:
+            value = getattr(backend, attr)
+        except (ValueError, TypeError, OverflowError, OSError):
+            # pybreaker parses the counters and opened_at itself: garbage raises from int()/gmtime()
+            log_once(f"redis:garbage:{self._namespace_name}", logging.WARNING,
+                     "otel_hardening: unreadable circuit %s in Redis (%s); using process-local circuit "
+                     "state", attr, self._namespace_name)
+            return getattr(self._local, attr)
         if self._failed:
             return getattr(self._local, attr)
         return value
@@ -100,7 +108,15 @@ class FallbackRedisStorage(pybreaker.CircuitBreakerStorage):
 
     @property
     def state(self) -> str:
-        return str(self._read("state"))
+        value = self._read("state")
+        if value in _STATES:
+            return str(value)
+        # Garbage in the shared key (another tool, a half-written value): pybreaker would raise
+        # KeyError on every request. Treat it as unknown and use this process's own state.
+        log_once(f"redis:garbage:{self._namespace_name}", logging.WARNING,
+                 "otel_hardening: circuit state %r in Redis (%s) is not one of %s; using process-local "
+                 "circuit state", value, self._namespace_name, sorted(_STATES))
+        return str(self._local.state)
 
     @state.setter
     def state(self, state: str) -> None:

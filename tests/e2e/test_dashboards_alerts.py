@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from demo.flaky_upstream import Upstream
+from otel_hardening.resources._probe import memory_limit
 from otel_hardening.stack import LocalStack, ManagedProcess, StackSettings, free_port
 from otel_hardening.stack._render import OPTIONAL
 from tests.e2e.conftest import (
@@ -317,9 +318,18 @@ def _has_data(grafana: Grafana, target: Target, start: float, end: float) -> str
     return None if frames_have_data(result) else "no data"
 
 
+def _absent_on_this_platform() -> dict[str, str]:
+    """Metrics docs/telemetry.md says some platforms lack, that this one lacks: name -> why."""
+    absent = {}
+    if memory_limit() is None:
+        absent["hardening_process_memory_limit_bytes"] = "no cgroup memory limit on this machine"
+    return absent
+
+
 def test_every_panel_target_returns_data(scenario: Scenario, grafana: Grafana) -> None:
     all_targets = [t for uid in _built_dashboards() for t in targets(grafana.dashboard(uid))]
     assert len(all_targets) >= 20, f"suspiciously few targets: {len(all_targets)}"
+    absent = _absent_on_this_platform()
     start = scenario.start - 60
 
     def empty() -> list[str]:
@@ -327,7 +337,10 @@ def test_every_panel_target_returns_data(scenario: Scenario, grafana: Grafana) -
         out = []
         for target in all_targets:
             why = _has_data(grafana, target, start, end)
-            if why:
+            excused = [f"{name}: {reason}" for name, reason in absent.items() if name in target.text]
+            if why and excused and why == "no data":
+                print(f"\nempty, as expected here ({'; '.join(excused)}): {target.label}")
+            elif why:
                 out.append(f"{target.label} [{target.ds_type}] {why}: {target.text}")
         return out
 

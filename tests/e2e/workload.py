@@ -1,7 +1,7 @@
-"""The app behind the dashboard and alert end-to-end tests: hardened httpx traffic to the test's flaky
-upstream in a steady loop, and all three signals (traces, metrics, logs) over OTLP, as an application
-configures them. The logs carry what the dashboards show from Loki: health-change records and leak
-hunt reports.
+"""The app behind the dashboard and alert end-to-end tests: hardened httpx traffic (sync, and async
+from an event loop) to the test's flaky upstream in a steady loop, and all three signals (traces,
+metrics, logs) over OTLP, as an application configures them. The logs carry what the dashboards show
+from Loki: health-change records and leak hunt reports.
 
     python -m tests.e2e.workload --port 8080 --upstream http://127.0.0.1:8081 --rps 10
 
@@ -16,6 +16,7 @@ otel-hardening its OTEL_PYTHON_HARDENING_* variables, as in any application.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import signal
@@ -68,6 +69,19 @@ def traffic(client: httpx.Client, upstream: str, rps: float, tracer: trace.Trace
             client.get(f"{upstream}/data")
 
 
+def async_traffic(upstream: str, rps: float, tracer: trace.Tracer, stop: threading.Event) -> None:
+    """The same traffic from an asyncio event loop (httpx.AsyncClient; asyncio task metrics)."""
+    async def run() -> None:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while not stop.is_set():
+                await asyncio.sleep(1.0 / rps)
+                with tracer.start_as_current_span("GET /work-async", kind=trace.SpanKind.SERVER), \
+                        contextlib.suppress(httpx.HTTPError):
+                    await client.get(f"{upstream}/data")
+
+    asyncio.run(run())
+
+
 def hunt(seconds: float, tracer: trace.Tracer) -> dict[str, Any]:
     """A leak for the hunt to name: a thread keeps 64 KiB a tick from one line while it watches."""
     done = threading.Event()
@@ -103,8 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     tracer = providers.tracer.get_tracer("tests.e2e.workload")
     client = httpx.Client(timeout=2.0)  # hardened: install() ran first
     stop = threading.Event()
-    threading.Thread(target=traffic, args=(client, args.upstream.rstrip("/"), args.rps, tracer, stop),
-                     daemon=True).start()
+    upstream = args.upstream.rstrip("/")
+    threading.Thread(target=traffic, args=(client, upstream, args.rps, tracer, stop), daemon=True).start()
+    threading.Thread(target=async_traffic, args=(upstream, args.rps / 2, tracer, stop), daemon=True).start()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

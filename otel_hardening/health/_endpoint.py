@@ -4,7 +4,7 @@ One thread serves every connection with a selector: no thread per connection, so
 a socket and a small buffer, never a worker. Against abuse (slowloris, floods): each connection must
 deliver its request headers within ``HEADER_DEADLINE`` seconds and ``MAX_HEADER_BYTES`` bytes; at most
 ``MAX_CONNECTIONS`` are open, and a new connection past that closes the oldest one still sending its
-headers, so a probe arriving during a flood is always served. Bodies are never read. ``SO_REUSEADDR``
+headers, so a probe arriving during a flood is served. Bodies are never read. ``SO_REUSEADDR``
 is set before ``bind`` so a restart on the same port works while old connections sit in TIME_WAIT.
 Responses come from the latest report the sampler computed: a flood costs no evaluation work.
 """
@@ -273,7 +273,9 @@ class HealthServer:
     def _serve(self) -> None:
         while not self._stopping:
             try:
-                events = self._selector.select(_TICK)
+                # Connections before the listener: a probe already connected is read before a burst
+                # of new connections can push it out.
+                events = sorted(self._selector.select(_TICK), key=lambda e: e[0].fileobj is self.socket)
                 for key, mask in events:
                     if key.fileobj is self.socket:
                         self._accept()
@@ -302,15 +304,19 @@ class HealthServer:
                     time.sleep(_TICK)
                 return
             self.accepted += 1
+            now = time.monotonic()
             if len(self._conns) >= MAX_CONNECTIONS:
                 self._evict()
             sock.setblocking(False)
-            conn = _Conn(sock, time.monotonic())
+            conn = _Conn(sock, now)
             self._conns[sock] = conn
             self._selector.register(sock, selectors.EVENT_READ, None)
+            self._service(conn, selectors.EVENT_READ)  # a probe's request is usually there already
 
     def _evict(self) -> None:
-        """Make room: close the oldest connection still sending its request (else the oldest)."""
+        """Make room: close the oldest connection still sending its request (else the oldest). A real
+        client sends its request right after connecting and is answered at once, so the oldest
+        unfinished one is the one most likely to be trickling."""
         victim = next((c for c in self._conns.values() if c.out is None), None)
         if victim is None:
             victim = next(iter(self._conns.values()))

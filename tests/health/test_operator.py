@@ -1,0 +1,205 @@
+"""What an operator relies on, against real loopback upstreams, real circuits and the real endpoint:
+an outage is critical but ready, worse applies at once, recovery is prompt, abuse does not starve
+the probes."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+
+import otel_hardening
+from otel_hardening import health
+from otel_hardening.config import CircuitPolicy, RetryPolicy
+from otel_hardening.health import HealthConfig, Status
+from otel_hardening.http import registry
+from otel_hardening.testing import FlakyUpstream, HardeningTelemetry, Reply
+
+
+def gauge_state(otel: HardeningTelemetry) -> str | None:
+    data = otel.reader.get_metrics_data()
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if m.name == "hardening.health.status":
+                    for p in m.data.data_points:
+                        if p.value == 1:  # type: ignore[union-attr]
+                            return str((p.attributes or {})["hardening.health.state"])
+    return None
+
+
+@contextlib.contextmanager
+def transitions() -> Iterator[list[tuple[float, str, str]]]:
+    seen: list[tuple[float, str, str]] = []
+    remove = registry.add_transition_listener(lambda name, old, new: seen.append((time.monotonic(), old, new)))
+    try:
+        yield seen
+    finally:
+        remove()
+
+
+def endpoint() -> str:
+    assert health._server is not None
+    return f"http://127.0.0.1:{health._server.server_address[1]}"
+
+
+def test_an_upstream_outage_is_critical_at_once_but_the_process_stays_ready(
+        server: FlakyUpstream, otel: HardeningTelemetry) -> None:
+    # A 60 s interval: only the transition itself can make the status change in time.
+    health.start(HealthConfig(interval=60, endpoint=("127.0.0.1", 0), recovery_hold=30),
+                 meter_provider=otel.meter_provider)
+    base = endpoint()
+    server.always(Reply(503))
+    client = otel_hardening.harden(httpx.Client(base_url=server.url),
+                                   circuit=CircuitPolicy(fail_max=2, reset_timeout=60),
+                                   retry=RetryPolicy(max_attempts=1))
+    probe = httpx.Client(base_url=base, timeout=5)
+    with client, probe, transitions() as seen:
+        assert health.report().status is Status.HEALTHY and gauge_state(otel) == "healthy"
+        client.get("/")
+        client.get("/")  # the circuit opens on this call's failure
+        assert seen and seen[0][2] == "open"
+        opened = seen[0][0]
+        lag: dict[str, float] = {}
+        while len(lag) < 3 and time.monotonic() - opened < 2:
+            now = time.monotonic() - opened
+            if "report" not in lag and health.report().status is Status.CRITICAL:
+                lag["report"] = now
+            if "gauge" not in lag and gauge_state(otel) == "critical":
+                lag["gauge"] = now
+            if "healthz" not in lag and probe.get("/healthz").status_code == 503:
+                lag["healthz"] = now
+            time.sleep(0.002)
+        assert set(lag) == {"report", "gauge", "healthz"}, lag
+        assert max(lag.values()) < 0.1, lag
+        report = health.report()
+        assert report.ready and report.not_ready == ()
+        ready = probe.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "pass"}
+        assert probe.get("/livez").status_code == 200
+
+
+def test_a_required_upstream_outage_is_not_ready(server: FlakyUpstream) -> None:
+    health.start(HealthConfig(interval=60, endpoint=("127.0.0.1", 0), required=frozenset({"127.0.0.1"}),
+                              details="always"))
+    server.always(Reply(503))
+    client = otel_hardening.harden(httpx.Client(base_url=server.url),
+                                   circuit=CircuitPolicy(fail_max=2, reset_timeout=60),
+                                   retry=RetryPolicy(max_attempts=1))
+    with client, httpx.Client(base_url=endpoint(), timeout=5) as probe:
+        assert probe.get("/readyz").status_code == 200
+        client.get("/")
+        client.get("/")
+        deadline = time.monotonic() + 2
+        while (r := probe.get("/readyz")).status_code != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert r.json()["output"] == f"{server.url}:circuit: circuit open: calls are rejected"
+        assert not health.report().ready
+        assert probe.get("/livez").status_code == 200  # a restart would not bring the upstream back
+
+
+def test_recovery_after_a_real_outage_takes_the_hold_plus_at_most_one_interval(server: FlakyUpstream) -> None:
+    interval, hold = 0.25, 1.0
+    health.start(HealthConfig(interval=interval, recovery_hold=hold, min_calls=5, window=30))
+    client = otel_hardening.harden(httpx.Client(base_url=server.url),
+                                   circuit=CircuitPolicy(fail_max=3, reset_timeout=0.5),
+                                   retry=RetryPolicy(max_attempts=1))
+    stop = threading.Event()
+
+    def traffic() -> None:  # steady load, rejected calls included, as a real app keeps calling
+        while not stop.is_set():
+            with contextlib.suppress(httpx.HTTPError, otel_hardening.CircuitOpenError):
+                client.get("/")
+            time.sleep(0.01)
+
+    worker = threading.Thread(target=traffic, daemon=True)
+    with client, transitions() as seen:
+        worker.start()
+        try:
+            time.sleep(0.5)  # healthy traffic first
+            assert health.report().status is Status.HEALTHY
+            server.always(Reply(503))
+            time.sleep(1.5)  # outage: the circuit opens, calls are rejected, trials fail
+            assert health.report().status is Status.CRITICAL and health.report().ready
+            server.always(Reply(200))
+            deadline = time.monotonic() + 5
+            while not seen or seen[-1][2] != "closed":
+                assert time.monotonic() < deadline, seen
+                time.sleep(0.005)
+            closed = seen[-1][0]
+            statuses: list[tuple[float, Status]] = []
+            while health.report().status is not Status.HEALTHY:
+                statuses.append((time.monotonic() - closed, health.report().status))
+                assert time.monotonic() - closed < hold + 10 * interval, statuses[-1]
+                time.sleep(0.01)
+            recovered = time.monotonic() - closed
+        finally:
+            stop.set()
+            worker.join(5)
+    print(f"\nrecovery: healthy {recovered:.2f}s after the circuit closed "
+          f"(HEALTH_RECOVERY_HOLD={hold}s, HEALTH_INTERVAL={interval}s)")
+    assert hold - 0.05 <= recovered <= hold + interval + 0.3, recovered
+    ranks = [s.rank for _, s in statuses]
+    assert ranks == sorted(ranks, reverse=True), "recovery is monotone: never worse again"
+
+
+def test_200_slowloris_connections_do_not_starve_liveness_and_readiness_probes() -> None:
+    health.start(HealthConfig(interval=60, endpoint=("127.0.0.1", 0)))
+    assert health._server is not None
+    port = health._server.server_address[1]
+    stop = threading.Event()
+    attackers: list[socket.socket] = []
+    lock = threading.Lock()
+
+    def attack() -> None:
+        """200 connections, each trickling a request that never ends; reconnect when cut."""
+        while not stop.is_set():
+            with lock:
+                alive = []
+                for s in attackers:
+                    try:
+                        s.sendall(b"X")
+                        alive.append(s)
+                    except OSError:
+                        s.close()
+                attackers[:] = alive
+                while len(attackers) < 200 and not stop.is_set():
+                    try:
+                        s = socket.create_connection(("127.0.0.1", port), timeout=1)
+                        s.sendall(b"GET /livez HTTP/1.1\r\nX-Slow: ")
+                        attackers.append(s)
+                    except OSError:
+                        break
+            stop.wait(0.5)
+
+    attacker = threading.Thread(target=attack, daemon=True)
+    attacker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(attackers) < 200:
+            assert time.monotonic() < deadline, "could not open 200 connections"
+            time.sleep(0.05)
+        answered = total = 0
+        with httpx.Client(timeout=2) as probe:
+            for i in range(200):
+                path = ("/livez", "/readyz")[i % 2]
+                total += 1
+                try:
+                    r = probe.get(f"http://127.0.0.1:{port}{path}")
+                    answered += r.status_code == 200 and r.json() == {"status": "pass"}
+                except httpx.HTTPError as exc:
+                    print("probe failed:", repr(exc))
+                time.sleep(0.02)
+    finally:
+        stop.set()
+        attacker.join(5)
+        for s in attackers:
+            s.close()
+    print(f"\nslowloris: {answered}/{total} probes answered correctly with 200 slow connections open")
+    assert answered >= 0.99 * total
+    assert health._server.evicted + health._server.expired > 0  # the attack really was cut

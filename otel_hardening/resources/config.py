@@ -12,6 +12,16 @@ from otel_hardening import _env
 from otel_hardening._env import MAX_INTERVAL, MAX_WINDOW
 
 
+_DURATIONS = (
+    ("interval", MAX_INTERVAL, False),
+    ("leak_window", MAX_WINDOW, False),
+    ("leak_warmup", MAX_WINDOW, True),
+    ("hunt_duration", MAX_INTERVAL, False),
+    ("hunt_cooldown", MAX_WINDOW, True),
+)
+"""(field, upper bound, zero allowed) of every duration: the README's configuration table lists them."""
+
+
 @dataclass(frozen=True)
 class ResourceConfig:
     enabled: bool = True
@@ -44,6 +54,11 @@ class ResourceConfig:
     """Seconds between automatic hunts: tracemalloc costs 2-5x CPU while on, at most once an hour."""
     hunt_max_memory: int = 64 * 1024 * 1024
     """Bytes tracemalloc may use for itself; past it the hunt takes its second snapshot early."""
+
+    def __post_init__(self) -> None:
+        """Values given in code get the same bounds as the environment: a clear ``ValueError``."""
+        for name, maximum, zero_ok in _DURATIONS:
+            _env.check_seconds(f"ResourceConfig.{name}", getattr(self, name), maximum, zero_ok)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ResourceConfig:

@@ -7,7 +7,8 @@ import pytest
 from otel_hardening._logging import _seen
 from otel_hardening.config import HardeningConfig
 from otel_hardening.health import HealthConfig
-from otel_hardening.health.config import MAX_PROBES, Probe, redact_url
+from otel_hardening._redaction import redact_url
+from otel_hardening.health.config import MAX_PROBES, Probe
 
 P = "OTEL_PYTHON_HARDENING_"
 
@@ -103,3 +104,56 @@ def test_secrets_are_not_in_repr() -> None:
 ])
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("interval", 1e12), ("interval", 0), ("interval", -1), ("interval", float("nan")), ("interval", float("inf")),
+    ("window", 86401), ("recovery_hold", 3601), ("recovery_hold", -0.5), ("probe_interval", 1e12),
+    ("probe_timeout", 301), ("probe_slow", 1e12),
+])
+def test_out_of_range_durations_in_code_are_a_clear_error(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=rf"^HealthConfig\.{field}=.* is out of range: accepted a duration"):
+        HealthConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_bounds_are_inclusive_and_zero_hold_is_allowed() -> None:
+    HealthConfig(interval=3600, window=86400, recovery_hold=0, probe_interval=3600, probe_timeout=300,
+                 probe_slow=300)
+    with pytest.raises(ValueError, match="probe_slow"):
+        HealthConfig(probe_timeout=1, probe_slow=2)
+
+
+@pytest.mark.parametrize("suffix", ["HEALTH_INTERVAL", "HEALTH_WINDOW", "HEALTH_RECOVERY_HOLD",
+                                    "HEALTH_PROBE_INTERVAL", "HEALTH_PROBE_TIMEOUT", "HEALTH_PROBE_SLOW"])
+def test_1e12_from_the_environment_is_rejected_with_the_bound(suffix: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="otel_hardening"):
+        cfg = HealthConfig.from_env({P + suffix: "1e12"})
+    assert cfg == HealthConfig()
+    (record,) = caplog.records
+    assert f"{P}{suffix}='1e12'" in record.getMessage() and "<= " in record.getMessage()
+
+
+def test_huge_values_never_kill_the_sampler_threads() -> None:
+    """The largest accepted durations: every thread starts, waits and stops cleanly (no OverflowError)."""
+    import threading
+
+    from otel_hardening import health
+
+    cfg = HealthConfig(interval=3600, window=86400, recovery_hold=3600, probe_interval=3600, probe_timeout=300,
+                       probe_slow=300, probes=(Probe("db", "http://127.0.0.1:9/"),))
+    failures: list[BaseException] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: failures.append(args.exc_value)  # type: ignore[assignment]
+    try:
+        health.start(cfg)
+        assert health._monitor is not None
+        monitor = health._monitor
+        report = health.report()
+        assert report.status in tuple(health.Status)
+        monitor.wake()  # the wait after a wake-up uses the huge interval too
+        threading.Event().wait(0.2)
+        assert monitor.alive() == (True, "the health sampler is evaluating")
+        health.stop()
+    finally:
+        threading.excepthook = previous
+    assert failures == []

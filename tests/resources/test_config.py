@@ -77,3 +77,43 @@ def test_public_surface_is_sorted_and_complete() -> None:
                "MappingProxyType", "Any", "otel_context", "metrics", "log_once", "Sampler"}
     assert resources.__all__ == sorted(resources.__all__)
     assert set(resources.__all__) == public
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("interval", 1e12), ("interval", 0), ("leak_window", 86401), ("leak_warmup", -1), ("leak_warmup", 1e12),
+    ("hunt_duration", 3601), ("hunt_cooldown", float("inf")), ("interval", float("nan")),
+])
+def test_out_of_range_durations_in_code_are_a_clear_error(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=rf"^ResourceConfig\.{field}=.* is out of range: accepted a duration"):
+        ResourceConfig(**{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("suffix", ["RESOURCE_INTERVAL", "LEAK_WINDOW", "LEAK_WARMUP", "LEAK_HUNT_DURATION",
+                                    "LEAK_HUNT_COOLDOWN"])
+def test_1e12_from_the_environment_is_rejected(suffix: str, caplog: pytest.LogCaptureFixture) -> None:
+    from otel_hardening._logging import _seen
+
+    _seen.clear()
+    with caplog.at_level(logging.ERROR, logger="otel_hardening"):
+        assert ResourceConfig.from_env({"OTEL_PYTHON_HARDENING_" + suffix: "1e12"}) == ResourceConfig()
+    assert "OTEL_PYTHON_HARDENING_" + suffix in caplog.text
+
+
+def test_the_largest_accepted_durations_never_kill_the_sampler() -> None:
+    import threading
+
+    from otel_hardening import resources
+
+    failures: list[BaseException] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: failures.append(args.exc_value)  # type: ignore[assignment]
+    try:
+        resources.start(ResourceConfig(interval=3600, leak_window=86400, leak_warmup=86400, hunt_duration=3600,
+                                       hunt_cooldown=86400))
+        threading.Event().wait(0.3)
+        snap = resources.snapshot()
+        assert snap is not None and snap.sampler_alive
+        resources.stop()
+    finally:
+        threading.excepthook = previous
+    assert failures == []

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from otel_hardening import _env
 from otel_hardening._env import MAX_INTERVAL, MAX_WINDOW
 
-
 _DURATIONS = (
     ("interval", MAX_INTERVAL, False),
     ("leak_window", MAX_WINDOW, False),

@@ -5,9 +5,9 @@ import logging
 import pytest
 
 from otel_hardening._logging import _seen
+from otel_hardening._redaction import redact_url
 from otel_hardening.config import HardeningConfig
 from otel_hardening.health import HealthConfig
-from otel_hardening._redaction import redact_url
 from otel_hardening.health.config import MAX_PROBES, Probe
 
 P = "OTEL_PYTHON_HARDENING_"

@@ -141,9 +141,9 @@ def test_huge_values_never_kill_the_sampler_threads() -> None:
 
     cfg = HealthConfig(interval=3600, window=86400, recovery_hold=3600, probe_interval=3600, probe_timeout=300,
                        probe_slow=300, probes=(Probe("db", "http://127.0.0.1:9/"),))
-    failures: list[BaseException] = []
+    failures: list[BaseException | None] = []
     previous = threading.excepthook
-    threading.excepthook = lambda args: failures.append(args.exc_value)  # type: ignore[assignment]
+    threading.excepthook = lambda args: failures.append(args.exc_value)
     try:
         health.start(cfg)
         assert health._monitor is not None

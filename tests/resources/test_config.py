@@ -104,9 +104,9 @@ def test_the_largest_accepted_durations_never_kill_the_sampler() -> None:
 
     from otel_hardening import resources
 
-    failures: list[BaseException] = []
+    failures: list[BaseException | None] = []
     previous = threading.excepthook
-    threading.excepthook = lambda args: failures.append(args.exc_value)  # type: ignore[assignment]
+    threading.excepthook = lambda args: failures.append(args.exc_value)
     try:
         resources.start(ResourceConfig(interval=3600, leak_window=86400, leak_warmup=86400, hunt_duration=3600,
                                        hunt_cooldown=86400))

@@ -153,6 +153,7 @@ class _Runner:
                         if done:
                             if not self.options.loop:
                                 return results, reading
+                            self.view.console.print(self.view.summary(results, reading))
                             start, results, index, into = time.monotonic(), [], 0, 0.0
                 if current is None:
                     current, current_index = self._enter(index), index

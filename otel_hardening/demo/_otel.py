@@ -87,7 +87,7 @@ class Telemetry:
 def setup(env: Mapping[str, str] = os.environ) -> Telemetry:
     """Providers (also set as the global ones), in-memory readers, OTLP exporters if configured."""
     endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
-    exporters = _otlp_exporters(env) if endpoint else None
+    exporters = otlp_exporters(env) if endpoint else None
     attributes: dict[str, Any] = {} if env.get("OTEL_SERVICE_NAME") else {"service.name": DEFAULT_SERVICE}
     resource = Resource.create(attributes)
 
@@ -114,7 +114,7 @@ def setup(env: Mapping[str, str] = os.environ) -> Telemetry:
     return telemetry
 
 
-def _otlp_exporters(env: Mapping[str, str]) -> tuple[Any, Any, Any]:
+def otlp_exporters(env: Mapping[str, str]) -> tuple[Any, Any, Any]:
     """(span, metric, log) exporters for OTEL_EXPORTER_OTLP_PROTOCOL (grpc, the default, or http/protobuf)."""
     protocol = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     timeout = None if env.get("OTEL_EXPORTER_OTLP_TIMEOUT") else EXPORT_TIMEOUT_S

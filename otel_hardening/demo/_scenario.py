@@ -3,10 +3,8 @@ settings scaled so that a two-minute run (or a 20-second one) shows what product
 
 from __future__ import annotations
 
-import itertools
 import random
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
@@ -92,12 +90,14 @@ def library_config(timeline: Timeline, time_scale: float, health_endpoint: tuple
     (with floors that keep the sampler and the health thread cheap), retries fast enough to watch."""
     r, h = ResourceConfig(), HealthConfig()
     window = r.leak_window / time_scale
+    leak = timeline.length("leak") or timeline.duration * 0.4
     resources = replace(
         # warm-up at least one window: the demo's own start (imports, threads, pools) is not a leak
         r, leak_window=window, interval=max(0.1, window / 30), leak_warmup=max(window, r.leak_warmup / time_scale),
         hunt_duration=max(1.0, r.hunt_duration / time_scale), hunt_cooldown=min(window, r.hunt_cooldown / time_scale),
         # the window is time_scale times shorter, so the same noise is time_scale times steeper
-        leak_min_memory_rate=r.leak_min_memory_rate * time_scale, uss=False,
+        # and a quarter of the demo's own leak rate is the smallest growth worth a flag here
+        leak_min_memory_rate=max(r.leak_min_memory_rate * time_scale, 0.25 * LEAK_TOTAL / leak), uss=False,
     )
     health = replace(
         h, interval=max(0.25, h.interval / time_scale), window=max(2.0, h.window / time_scale),
@@ -123,17 +123,17 @@ class Upstreams:
 
     def enter(self, phase: str) -> None:
         inventory, payments = self.servers["inventory"], self.servers["payments"]
-        inventory.rule = payments.rule = None
+        ok = Reply(200, b'{"ok": true}')
         if phase == "burst":
             # every other request is a 503: each failed call is retried once and succeeds
-            inventory.rule = _alternate()
-            payments.rule = _alternate()
+            for server in (inventory, payments):
+                server.cycle(Reply(503, b"busy"), ok)
         elif phase == "outage":
             payments.always(Reply(503, b"down for maintenance"))
-            inventory.rule = self._half_failing
-            return
-        for server in (inventory, payments):
-            server.always(Reply(200, b'{"ok": true}'))
+            inventory.always(ok).rule = self._half_failing
+        else:
+            for server in (inventory, payments):
+                server.always(ok)
 
     def _half_failing(self, request: ReceivedRequest) -> Reply:
         with self._lock:
@@ -143,15 +143,3 @@ class Upstreams:
     def close(self) -> None:
         for server in self.servers.values():
             server.close()
-
-
-def _alternate() -> Callable[[ReceivedRequest], Reply]:
-    statuses = itertools.cycle((503, 200))
-    lock = threading.Lock()
-
-    def rule(request: ReceivedRequest) -> Reply:
-        with lock:
-            status = next(statuses)
-        return Reply(status, b'{"ok": true}' if status == 200 else b"busy", retry_after=None)
-
-    return rule

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 import sys
@@ -49,11 +50,13 @@ class FlakyUpstream:
     """A loopback server answering with scripted replies, then with ``rule`` or ``default``.
 
     Order for each request: the path's own script (:meth:`on`), then the shared script (:meth:`then`),
-    then ``rule(request)``, then ``default``. Everything received is counted and kept.
+    then ``rule(request)`` (set it, or use :meth:`cycle`), then ``default`` (:meth:`always`).
+    Everything received is counted and kept.
 
     >>> with FlakyUpstream() as upstream:
     ...     upstream.then(Reply(503), Reply(503))       # the next two requests fail, then 200
     ...     upstream.on("/slow", Reply(200, delay=2))   # only requests to /slow
+    ...     upstream.cycle(Reply(503), Reply(200))      # after the scripts: fail every other request
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, default: Reply | None = None) -> None:
@@ -105,7 +108,26 @@ class FlakyUpstream:
         with self._lock:
             self.script.clear()
             self.paths.clear()
+            self.rule = None
             self.default = reply
+        return self
+
+    def cycle(self, *replies: Reply) -> FlakyUpstream:
+        """Drop every script and answer with these replies in turn, forever (``cycle(Reply(503), Reply())``:
+        every other request fails, so each failed call succeeds on its retry)."""
+        if not replies:
+            raise ValueError("cycle() needs at least one Reply")
+        turn = itertools.cycle(replies)
+        lock = threading.Lock()
+
+        def rule(request: ReceivedRequest) -> Reply:
+            with lock:
+                return next(turn)
+
+        with self._lock:
+            self.script.clear()
+            self.paths.clear()
+            self.rule = rule
         return self
 
     def count(self, path: str | None = None) -> int:

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -27,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from demo.flaky_upstream import Upstream, make_server
 from otel_hardening.stack import (
     LocalStack,
     ManagedProcess,
@@ -39,6 +37,7 @@ from otel_hardening.stack import (
     repo_root,
 )
 from otel_hardening.stack._render import OPTIONAL
+from otel_hardening.testing import FlakyUpstream, Reply
 
 ROOT = repo_root(Path(__file__).parent)
 SAMPLING_PERCENTAGE = 50.0
@@ -154,15 +153,25 @@ def stack(stack_tools: Path, tmp_path: Path, request: pytest.FixtureRequest) -> 
 @contextlib.contextmanager
 def serve_upstream() -> Iterator[tuple[Upstream, str]]:
     """The flaky upstream on a free loopback port: (its state, its URL)."""
-    state = Upstream()
-    server = make_server(state)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with FlakyUpstream() as server:
+        yield Upstream(server), server.url
+
+
+class Upstream:
+    """The testing kit's upstream, switched between the fault phases the e2e scenarios use."""
+
+    def __init__(self, server: FlakyUpstream) -> None:
+        self.server = server
+
+    def set_phase(self, phase: str) -> None:
+        if phase == "healthy":
+            self.server.always(Reply(200))
+        elif phase == "alternate":  # 503, 200, 503, ...: every logical request is retried once
+            self.server.cycle(Reply(503), Reply(200))
+        elif phase == "down":
+            self.server.always(Reply(503))
+        else:
+            raise ValueError(f"unknown phase {phase!r}: healthy, alternate or down")
 
 
 @pytest.fixture
@@ -208,7 +217,8 @@ def demo_app(stack: LocalStack, upstream: tuple[Upstream, str], tmp_path: Path,
         "PYTHONPATH": str(ROOT),
     }
     proc = ManagedProcess.start(
-        "demo-app", [sys.executable, "-m", "demo.app", "--port", str(port), "--upstream", upstream[1]],
+        "demo-app",
+        [sys.executable, "-m", "otel_hardening.demo.service", "--port", str(port), "--upstream", upstream[1]],
         tmp_path / "demo-app.log", f"http://127.0.0.1:{port}/healthz", env=env, cwd=ROOT,
     )
     try:

@@ -26,12 +26,12 @@ from typing import Any
 
 import pytest
 
-from demo.flaky_upstream import Upstream
 from otel_hardening.resources._probe import memory_limit
 from otel_hardening.stack import LocalStack, ManagedProcess, StackSettings, free_port
 from otel_hardening.stack._render import OPTIONAL
 from tests.e2e.conftest import (
     ROOT,
+    Upstream,
     call_failed,
     prom_query,
     serve_upstream,

@@ -12,12 +12,12 @@ from typing import Any
 import psutil
 import pytest
 
-from demo.flaky_upstream import Upstream
 from otel_hardening.stack import LocalStack
 from tests.e2e.conftest import (
     ROOT,
     SAMPLING_PERCENTAGE,
     DemoApp,
+    Upstream,
     prom_query,
     read_spans,
     traces_by_id,

@@ -1,5 +1,6 @@
-"""The demo service: an HTTP endpoint whose work is a call to a flaky upstream through a hardened
-httpx client, with OpenTelemetry exported over OTLP to the collector.
+"""The demo as a service: an HTTP endpoint whose work is a call to an upstream through a hardened
+httpx client, with OpenTelemetry exported over OTLP. The e2e tests drive it; ``otel-hardening demo``
+is the self-contained demo.
 
     GET /work     calls the upstream once (retries and circuit breaking by otel-hardening);
                   200 with the upstream's status, or 502 when the hardened call gave up
@@ -10,10 +11,7 @@ OTEL_EXPORTER_OTLP_PROTOCOL=grpc|http/protobuf, OTEL_METRIC_EXPORT_INTERVAL, ...
 ``otel_hardening.install()`` is called, as an application would. ``OTEL_PYTHON_HARDENING_*``
 variables tune retries and circuits.
 
-    python -m demo.app --port 8080 --upstream http://127.0.0.1:8081           # serve only
-    python -m demo.app --port 8080 --upstream-cycle --load-rps 5              # the compose demo
-
-``--upstream-cycle`` runs demo.flaky_upstream in-process, walking through its fault phases.
+    python -m otel_hardening.demo.service --port 8080 --upstream http://127.0.0.1:8081
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -37,27 +36,19 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_hardening
-from demo import flaky_upstream
+from otel_hardening.demo._otel import OtlpNotInstalled, otlp_exporters
 
 
 def configure_otel() -> tuple[TracerProvider, MeterProvider]:
-    """OTLP traces and metrics, protocol from OTEL_EXPORTER_OTLP_PROTOCOL (default grpc)."""
-    protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[assignment]
-            OTLPMetricExporter,
-        )
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
-            OTLPSpanExporter,
-        )
+    """OTLP traces and metrics, protocol from OTEL_EXPORTER_OTLP_PROTOCOL (default grpc).
+
+    Exporter warnings (collector unreachable, queue full) go to stderr as they come: the e2e tests read them."""
+    span_exporter, metric_exporter, _ = otlp_exporters(os.environ)
     resource = Resource.create()
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     meter_provider = MeterProvider(
-        resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())]
+        resource=resource, metric_readers=[PeriodicExportingMetricReader(metric_exporter)]
     )
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
@@ -117,36 +108,28 @@ def load_loop(worker: Worker, rps: float, stop: threading.Event) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m otel_hardening.demo.service", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default=os.environ.get("DEMO_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8080")))
-    parser.add_argument("--upstream", default=os.environ.get("DEMO_UPSTREAM_URL", ""))
-    parser.add_argument("--upstream-cycle", action="store_true",
-                        help="run the flaky upstream in-process, cycling through its fault phases")
-    parser.add_argument("--phase-seconds", type=float,
-                        default=float(os.environ.get("DEMO_PHASE_SECONDS", "60")))
+    parser.add_argument("--upstream", default=os.environ.get("DEMO_UPSTREAM_URL", ""), required=False)
     parser.add_argument("--load-rps", type=float, default=float(os.environ.get("DEMO_LOAD_RPS", "0")),
                         help="also call the upstream this many times a second (0: only on /work)")
     args = parser.parse_args(argv)
+    if not args.upstream:
+        parser.error("--upstream (or DEMO_UPSTREAM_URL) is required; `otel-hardening demo` embeds its own")
 
-    # Exporter warnings (collector unreachable, queue full) go to stderr: the demo shows them.
     logging.basicConfig(level=os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    tracer_provider, meter_provider = configure_otel()
+    try:
+        tracer_provider, meter_provider = configure_otel()
+    except OtlpNotInstalled as exc:
+        sys.exit(f"otel_hardening.demo.service: {exc}")
     otel_hardening.install()
 
     stop = threading.Event()
-    upstream_url = args.upstream
-    if args.upstream_cycle or not upstream_url:
-        upstream = flaky_upstream.Upstream()
-        upstream_server = flaky_upstream.make_server(upstream)
-        threading.Thread(target=upstream_server.serve_forever, daemon=True).start()
-        threading.Thread(target=flaky_upstream.cycle_phases, args=(upstream, args.phase_seconds, stop),
-                         daemon=True).start()
-        upstream_url = f"http://127.0.0.1:{upstream_server.server_address[1]}"
-
-    worker = Worker(upstream_url)
+    worker = Worker(args.upstream)
     server = make_server(worker, args.host, args.port)
     if args.load_rps > 0:
         threading.Thread(target=load_loop, args=(worker, args.load_rps, stop), daemon=True).start()
@@ -155,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
-    print(f"demo.app: serving on {args.host}:{server.server_address[1]}, upstream {upstream_url}", flush=True)
+    print(f"demo service: serving on {args.host}:{server.server_address[1]}, upstream {args.upstream}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -115,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
+    if argv[:1] == ["stack"]:  # everything after it, --help included, is the stack's own command line
+        from otel_hardening.cli._commands import stack
+
+        return stack(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -124,10 +128,6 @@ def _dispatch(argv: list[str]) -> int:
         from otel_hardening.cli._commands import demo
 
         return demo(args)
-    if args.command == "stack":
-        from otel_hardening.cli._commands import stack
-
-        return stack(args.args)
     if args.command == "dashboards":
         from otel_hardening.cli._commands import dashboards_build
 

@@ -102,6 +102,7 @@ def library_config(timeline: Timeline, time_scale: float, health_endpoint: tuple
     health = replace(
         h, interval=max(0.25, h.interval / time_scale), window=max(2.0, h.window / time_scale),
         recovery_hold=max(0.5, h.recovery_hold / time_scale), endpoint=health_endpoint,
+        details="always",  # the demo's checks hold nothing secret: show them without a token
     )
     recovery = timeline.length("recovery") or timeline.duration * 0.15
     circuit = CircuitPolicy(fail_max=5, reset_timeout=min(30.0, max(0.5, recovery / 4)))

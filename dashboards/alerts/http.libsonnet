@@ -23,7 +23,7 @@ local alerting = import '../lib/alerting.libsonnet';
         ),
         a.alert(
           'HardeningRetryStorm',
-          '(%s / %s > %s) and %s > %s' % [
+          '(%s / %s > %g) and %s > %g' % [
             rate('hardening_http_client_attempts_total'),
             rate('hardening_http_client_calls_total'),
             1 + c.retryBudgetRatio,
@@ -32,7 +32,7 @@ local alerting = import '../lib/alerting.libsonnet';
           ],
           'warning',
           'Retries amplify the load on {{ $labels.server_address }}:{{ $labels.server_port }} by {{ $value | printf "%.2f" }}x.',
-          'Service {{ $labels.%s }} sends {{ $value | printf "%%.2f" }} attempts per logical call to {{ $labels.server_address }}:{{ $labels.server_port }} over %s, above 1 + the retry budget ratio (%s): retries add more load than the budget intends, while the upstream is failing.' % [c.serviceLabel, c.retryStormWindow, 1 + c.retryBudgetRatio],
+          'Service {{ $labels.%s }} sends {{ $value | printf "%%.2f" }} attempts per logical call to {{ $labels.server_address }}:{{ $labels.server_port }} over %s, above 1 + the retry budget ratio (%g): retries add more load than the budget intends, while the upstream is failing.' % [c.serviceLabel, c.retryStormWindow, 1 + c.retryBudgetRatio],
           a.dashboard('http'),
           c.retryStormFor,
         ),

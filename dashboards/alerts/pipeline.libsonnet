@@ -14,15 +14,15 @@ local alerting = import '../lib/alerting.libsonnet';
         failed: sum('otelcol_exporter_send_failed_%s_total' % signal),
         enqueue: orZero('otelcol_exporter_enqueue_failed_%s_total' % signal, 'otelcol_exporter_sent_%s_total' % signal),
       };
-    local exported(signal) = '%s + %s' % [sum('otelcol_exporter_sent_%s_total' % signal), sum('otelcol_exporter_send_failed_%s_total' % signal)];
+    local exported(signal) = '%s + %s' % [sum('otelcol_exporter_sent_%s_total' % signal), dropped(signal)];
     local refused(signal) = sum('otelcol_receiver_refused_%s_total' % signal);
     local received(signal) = '%s + %s' % [sum('otelcol_receiver_accepted_%s_total' % signal), refused(signal)];
     local collectorDrop(signal, where, num, den) = a.alert(
       'HardeningTelemetryDropping',
-      '(%s) / (%s) > %s' % [num, den, c.telemetryDropRatio],
+      '(%s) / (%s) > %g' % [num, den, c.telemetryDropRatio],
       'warning',
       'Collector {{ $labels.instance }} loses %s (%s).' % [signal, where],
-      'The collector {{ $labels.instance }} (job {{ $labels.job }}) %s {{ $value | humanizePercentage }} of %s over %s (threshold %s): this telemetry is lost.' % [
+      'The collector {{ $labels.instance }} (job {{ $labels.job }}) %s {{ $value | humanizePercentage }} of %s over %s (threshold %g): this telemetry is lost.' % [
         if where == 'exporter' then 'failed to send or enqueue' else 'refused at its receivers (memory_limiter)',
         signal,
         w,
@@ -68,7 +68,7 @@ local alerting = import '../lib/alerting.libsonnet';
           'critical',
           'No service reports otel-hardening metrics.',
           'Prometheus has no hardening_health_status series at all: no app with otel-hardening exports metrics, or the collector does not reach Prometheus.',
-          a.dashboard('health'),
+          a.dashboard('health', null),
           c.targetDownFor,
           labels={ stage: 'absent' },
           service='otel-hardening',

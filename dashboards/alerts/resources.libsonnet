@@ -33,20 +33,20 @@ local alerting = import '../lib/alerting.libsonnet';
         ),
         a.alert(
           'HardeningFdExhaustion',
-          '%s > %s or (%s > %s and max by (%s) (predict_linear(hardening_process_file_descriptor_usage_ratio{%s}[%s], %s)) >= 1)'
+          '%s > %g or (%s > %g and max by (%s) (predict_linear(hardening_process_file_descriptor_usage_ratio{%s}[%s], %s)) >= 1)'
           % [usage, c.fdWarningRatio, usage, c.fdPredictMinRatio, by, c.hardeningSelector, c.fdPredictWindow, alerting.seconds(c.fdPredictHorizon)],
           'warning',
           'File descriptors of {{ $labels.%s }} {{ $labels.%s }} running out.' % [c.serviceLabel, c.instanceLabel],
-          fdDescription + ' (warning above %s, or at the trend of the last %s it reaches 100%% within %s).' % [c.fdWarningRatio, c.fdPredictWindow, c.fdPredictHorizon],
+          fdDescription + ' (warning above %g, or at the trend of the last %s it reaches 100%% within %s).' % [c.fdWarningRatio, c.fdPredictWindow, c.fdPredictHorizon],
           a.dashboard('resources'),
           c.fdWarningFor,
         ),
         a.alert(
           'HardeningFdExhaustion',
-          '%s > %s' % [usage, c.fdCriticalRatio],
+          '%s > %g' % [usage, c.fdCriticalRatio],
           'critical',
           'File descriptors of {{ $labels.%s }} {{ $labels.%s }} nearly exhausted.' % [c.serviceLabel, c.instanceLabel],
-          fdDescription + ' (critical above %s): the next open() or accept() may fail with EMFILE.' % c.fdCriticalRatio,
+          fdDescription + ' (critical above %g): the next open() or accept() may fail with EMFILE.' % c.fdCriticalRatio,
           a.dashboard('resources'),
           c.fdCriticalFor,
           c.criticalKeepFiringFor,

@@ -6,13 +6,13 @@ local slo = import '../rules/slo.libsonnet';
 {
   new(c)::
     local a = alerting.new(c);
-    local budget = '(1 - %s)' % c.sloTarget;
+    local budget = '(1 - %g)' % c.sloTarget;
     {
       name: 'otel-hardening-slo-burn',
       rules: [
         a.alert(
           'HardeningUpstreamErrorBudgetBurn',
-          '%(long)s > %(f)s * %(b)s and %(short)s > %(f)s * %(b)s and %(calls)s >= %(min)s' % {
+          '%(long)s > %(f)g * %(b)s and %(short)s > %(f)g * %(b)s and %(calls)s >= %(min)g' % {
             long: slo.errorRatio(b.long),
             short: slo.errorRatio(b.short),
             calls: slo.calls(b.long),
@@ -21,13 +21,13 @@ local slo = import '../rules/slo.libsonnet';
             min: c.sloMinCalls,
           },
           b.severity,
-          '{{ $labels.%s }} burns its error budget for {{ $labels.server_address }}:{{ $labels.server_port }} %sx too fast.' % [c.serviceLabel, b.factor],
-          'Over the last %(long)s (and %(short)s), {{ $value | humanizePercentage }} of the logical calls of {{ $labels.%(s)s }} to {{ $labels.server_address }}:{{ $labels.server_port }} failed after hardening (SLO %(slo)s success): at this rate the 30-day error budget lasts %(days)s days.' % {
+          '{{ $labels.%s }} burns its error budget for {{ $labels.server_address }}:{{ $labels.server_port }} %gx too fast.' % [c.serviceLabel, b.factor],
+          'Over the last %(long)s (and %(short)s), {{ $value | humanizePercentage }} of the logical calls of {{ $labels.%(s)s }} to {{ $labels.server_address }}:{{ $labels.server_port }} failed after hardening (SLO %(slo)g success): at this rate the 30-day error budget lasts %(days)g days.' % {
             long: b.long,
             short: b.short,
             s: c.serviceLabel,
             slo: c.sloTarget,
-            days: std.toString(std.round(300 / b.factor) / 10),
+            days: std.round(300 / b.factor) / 10,
           },
           a.dashboard('http'),
           b['for'],

@@ -12,7 +12,10 @@
     local runbook(name) = '%s#%s' % [c.runbookUrl, std.asciiLower(name)];
     {
       runbook(name):: runbook(name),
-      dashboard(key, jobVar='job'):: '%s/d/%s?var-%s={{ $labels.%s }}' % [c.grafanaUrl, c.dashboardUids[key], jobVar, c.serviceLabel],
+      // The dashboard, filtered on the alert's service when jobVar names the variable to set.
+      dashboard(key, jobVar='job')::
+        '%s/d/%s' % [c.grafanaUrl, c.dashboardUids[key]]
+        + (if jobVar == null then '' else '?var-%s={{ $labels.%s }}' % [jobVar, c.serviceLabel]),
 
       alert(name, expr, severity, summary, description, dashboard, forDuration, keepFiringFor=null, labels={}, service=null):: {
         alert: name,

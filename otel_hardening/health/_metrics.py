@@ -21,6 +21,7 @@ PREVIOUS = "hardening.health.previous_state"
 REASONS = "hardening.health.reasons"
 READY = "hardening.health.ready"
 EVENT_NAME = "hardening.health.change"
+RECHECK_EVENT_NAME = "hardening.health.recheck"
 
 
 class HealthMetrics:
@@ -69,9 +70,11 @@ class HealthMetrics:
                 for c in report.components for s in Status]
 
 
-def emit_change(logger_provider: object | None, previous: Status | None, report: HealthReport) -> None:
+def emit_change(logger_provider: object | None, previous: Status | None, report: HealthReport,
+                recheck: bool = False) -> None:
     """An OTel log record (event ``hardening.health.change``) naming the new state and its reasons,
-    and the same as a span event when the change is detected inside a recording span."""
+    and the same as a span event when the change is detected inside a recording span. With
+    ``recheck`` the record re-sends the unchanged state (event ``hardening.health.recheck``)."""
     try:
         from opentelemetry import _logs
 
@@ -81,11 +84,12 @@ def emit_change(logger_provider: object | None, previous: Status | None, report:
                     Status.CRITICAL: _logs.SeverityNumber.ERROR}[report.status]
         reasons = list(report.reasons)
         was = previous.value if previous is not None else "unknown"
-        body = f"health {was} -> {report.status.value}" + ("" if report.ready else " (not ready)")
+        body = (f"health still {report.status.value}" if recheck else f"health {was} -> {report.status.value}")
+        body += "" if report.ready else " (not ready)"
         if reasons:
             body += ": " + "; ".join(reasons)
         span = trace.get_current_span()
-        if span.is_recording():  # evaluated on demand inside a request (the sampler thread has no span)
+        if span.is_recording() and not recheck:  # evaluated on demand inside a request (the sampler thread has no span)
             span.add_event(EVENT_NAME, {STATE: report.status.value, PREVIOUS: was, REASONS: reasons,
                                         READY: report.ready})
         otel_logger.emit(
@@ -93,7 +97,7 @@ def emit_change(logger_provider: object | None, previous: Status | None, report:
             severity_text=severity.name,
             body=body,
             attributes={STATE: report.status.value, PREVIOUS: was, REASONS: reasons, READY: report.ready},
-            event_name=EVENT_NAME,
+            event_name=RECHECK_EVENT_NAME if recheck else EVENT_NAME,
         )
     except Exception:
         log_once("health:log-record", logging.WARNING,

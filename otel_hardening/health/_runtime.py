@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from otel_hardening._logging import log_once
+from otel_hardening.health._export import ExportHealth
 from otel_hardening.health._model import ComponentStatus, Damper, HealthReport, Status, readiness
-from otel_hardening.health._sources import Clock, ExportHealth, Resources, UpstreamLike, Upstreams
+from otel_hardening.health._sources import Clock, Resources, UpstreamLike, Upstreams
 from otel_hardening.health.config import HealthConfig
 
 WAKE_COALESCE = 0.01
@@ -43,7 +44,7 @@ class Monitor:
         self._wall = wall
         self.upstreams = Upstreams(config, upstreams)
         self.resources = Resources(config, resources)
-        self.export = ExportHealth(config, clock)
+        self.export = ExportHealth(config, clock, wall)
         self.prober = Prober(config)
         self._damper = Damper(config.recovery_hold)
         self._eval_lock = threading.Lock()
@@ -53,6 +54,8 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self.latest: HealthReport | None = None
         self.last_tick: float | None = None
+        self._emits_records = on_change is None
+        self._logger_provider = logger_provider
         self._on_change = on_change or (lambda prev, rep: emit_change(logger_provider, prev, rep))
 
     def _collect(self, now: float) -> list[ComponentStatus]:
@@ -89,10 +92,22 @@ class Monitor:
         if previous is None or status is not previous.status or ready is not previous.ready:
             try:
                 self._on_change(previous.status if previous is not None else None, report)
+                if self._emits_records:
+                    self.export.own_record(self._clock())
             except Exception:
                 log_once("health:on-change", logging.WARNING, "otel_hardening: health change hook failed",
                          exc_info=True)
         return report
+
+    def _recheck_logs(self, report: HealthReport) -> None:
+        """While the logs export fails, re-send the current state once per window: its fate tells
+        whether logs flow again (health's records may be the only ones this process sends)."""
+        now = self._clock()
+        if self._emits_records and self.export.wants_recheck(now):
+            from otel_hardening.health._metrics import emit_change
+
+            emit_change(self._logger_provider, report.status, report, recheck=True)
+            self.export.own_record(now)
 
     def wake(self, *_: object) -> None:
         """Re-evaluate now (a circuit transition or a leak verdict changed): worse applies at once.
@@ -113,7 +128,7 @@ class Monitor:
             else:
                 due = self._clock() + self.config.interval
             try:
-                self.evaluate()
+                self._recheck_logs(self.evaluate())
             except Exception:  # keep sampling; livez notices if ticks stop
                 log_once("health:evaluate", logging.ERROR, "otel_hardening: health evaluation failed",
                          exc_info=True)

@@ -6,8 +6,6 @@ Each source is a small object with ``components(now) -> list[ComponentStatus]``;
 from __future__ import annotations
 
 import collections
-import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -216,67 +214,3 @@ class Resources:
                                        "the resource sampler thread is not running: leak data is stale",
                                        component_type="system"))
         return out
-
-
-_EXPORT_LOGGERS = ("opentelemetry.sdk", "opentelemetry.exporter")
-
-
-class ExportHealth(logging.Handler):
-    """Counts the OTel SDK's own reports of export trouble (there is no public self-metric to read).
-
-    The batch processors log ``Queue full, dropping ...`` and ``Exception while exporting ...``; the
-    OTLP exporters log ``Failed to export ...`` and ``Transient error ... retrying``. Only the message
-    template is kept (its arguments may hold endpoints with credentials). Attached to the
-    ``opentelemetry`` logger at WARNING; if the app raises that logger's level above WARNING the
-    warnings never exist and only errors are seen.
-    """
-
-    def __init__(self, config: HealthConfig, clock: Clock) -> None:
-        super().__init__(logging.WARNING)
-        self._config = config
-        self._clock = clock
-        self._events: collections.deque[tuple[float, str, str]] = collections.deque(maxlen=512)
-        self._events_lock = threading.Lock()
-        self.failures = 0
-        self.dropped = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            if not record.name.startswith(_EXPORT_LOGGERS):
-                return
-            template = str(record.msg)[:200]
-            low = template.lower()
-            if "drop" in low:
-                kind = "dropped"
-            elif "export" in low:
-                kind = "failure"
-            else:
-                return
-            with self._events_lock:
-                self._events.append((self._clock(), kind, template))
-                if kind == "dropped":
-                    self.dropped += 1
-                else:
-                    self.failures += 1
-        except Exception:  # a logging handler must never raise into the SDK's thread
-            pass
-
-    def attach(self) -> None:
-        logging.getLogger("opentelemetry").addHandler(self)
-
-    def detach(self) -> None:
-        logging.getLogger("opentelemetry").removeHandler(self)
-
-    def components(self, now: float) -> list[ComponentStatus]:
-        window = self._config.window
-        with self._events_lock:
-            recent = [e for e in self._events if e[0] >= now - window]
-        if not recent:
-            return [ComponentStatus("telemetry", "export", Status.HEALTHY,
-                                    f"no export failures or drops in the last {window:g}s", 0, "events")]
-        failures = sum(1 for e in recent if e[1] == "failure")
-        dropped = len(recent) - failures
-        last = recent[-1][2]
-        return [ComponentStatus("telemetry", "export", Status.DEGRADED,
-                                f"{failures} export failure and {dropped} drop reports from the OTel "
-                                f"SDK in the last {window:g}s; last: {last!r}", len(recent), "events")]

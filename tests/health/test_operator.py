@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import pytest
 
 import otel_hardening
 from otel_hardening import health
@@ -203,3 +204,61 @@ def test_200_slowloris_connections_do_not_starve_liveness_and_readiness_probes()
     print(f"\nslowloris: {answered}/{total} probes answered correctly with 200 slow connections open")
     assert answered >= 0.99 * total
     assert health._server.evicted + health._server.expired > 0  # the attack really was cut
+
+
+def test_a_logs_endpoint_answering_unimplemented_is_one_steady_degraded_component(
+        server: FlakyUpstream, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped collector without a logs pipeline: every OTLP logs request fails, and health's own
+    change records are the only logs this process sends. Before: degraded, healthy, degraded, ..."""
+    from opentelemetry.exporter.otlp.proto.http import _log_exporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    from otel_hardening._logging import forget
+    from otel_hardening.health import _export
+
+    forget("health:export:logs")
+    server.always(Reply(501, body=b"logs not supported"))
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(
+        _log_exporter.OTLPLogExporter(endpoint=f"{server.url}/v1/logs", timeout=2), schedule_delay_millis=50))
+    window = 1.0
+    seen: list[Status] = []
+
+    def watch(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            status = health.report().status
+            if not seen or seen[-1] is not status:
+                seen.append(status)
+            time.sleep(0.02)
+
+    try:
+        health.start(HealthConfig(interval=0.05, window=window, recovery_hold=0.3), logger_provider=provider)
+        watch(6 * window)  # the old code flapped with a period of window + hold
+        assert seen == [Status.HEALTHY, Status.DEGRADED], seen  # one change, then steady
+        export = {c.name: c for c in health.report().components}["telemetry:export"]
+        assert export.status is Status.DEGRADED
+        assert "logs export failing since" in export.reason and "code: 501" in export.reason
+        announced = [r for r in caplog.records if "logs export is failing" in r.getMessage()]
+        assert len(announced) == 1
+        assert 1 <= server.count("/v1/logs") <= 3  # the first records only: no storm
+
+        # Re-checks: the SDK reports a repeated failure once per 20 s; without its duplicate filter
+        # (so this test need not wait for it) the same logic runs on a short clock.
+        monkeypatch.setattr(_log_exporter._logger, "filters", [])
+        monkeypatch.setattr(_export, "SDK_DEDUP", 0.5)
+        monkeypatch.setattr(_export, "EXPORT_GRACE", 0.5)
+        seen.clear()
+        before = server.count("/v1/logs")
+        watch(4 * window)
+        assert seen == [Status.DEGRADED], seen  # re-checks fail: still steady
+        assert 2 <= server.count("/v1/logs") - before <= 4 + 1  # about one re-check per window
+
+        server.always(Reply(200, body=b""))  # the logs pipeline is added
+        seen.clear()
+        watch(3 * window + 1.5)
+        assert seen[-1] is Status.HEALTHY and seen.count(Status.HEALTHY) == 1, seen  # recovers, stays
+    finally:
+        health.stop()
+        provider.shutdown()

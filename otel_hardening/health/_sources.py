@@ -207,6 +207,12 @@ class Resources:
             else:
                 out.append(ComponentStatus("leak", kind, Status.HEALTHY, f"no {kind} leak suspected",
                                            rate, "per_second", "system"))
+        hunt = getattr(snap, "last_hunt", None)
+        if hunt is not None:
+            top = hunt.sites[0] if hunt.sites else None
+            shown = f"{top.file}:{top.line} +{top.size_diff} B" if top is not None else "no growing site"
+            out.append(ComponentStatus("leak", "hunt", Status.HEALTHY, hunt.summary(), shown,
+                                       component_type="system"))
         alive = getattr(snap, "sampler_alive", None)
         self.sampler_alive = None if alive is None else bool(alive)
         if alive is False:

@@ -19,6 +19,8 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import metrics
 
+from otel_hardening import _env
+from otel_hardening._env import MAX_INTERVAL
 from otel_hardening._logging import log_once
 from otel_hardening.resources import _hunt, _metrics, _probe, _report
 from otel_hardening.resources._hunt import AllocationSite, LeakReport
@@ -31,6 +33,7 @@ __all__ = [
     "ResourceConfig",
     "ResourceSnapshot",
     "hunt",
+    "last_report",
     "snapshot",
     "start",
     "stop",
@@ -52,6 +55,8 @@ class ResourceSnapshot:
     """cgroup v2/v1 memory limit in bytes, None when there is none."""
     sampler_alive: bool = True
     """False only if the sampler was started and its thread died."""
+    last_hunt: LeakReport | None = None
+    """The latest successful leak hunt's report (``last_report()``)."""
 
 
 @dataclass
@@ -105,27 +110,40 @@ def stop() -> None:
 
 
 def hunt(seconds: float, top: int = 10) -> LeakReport:
-    """Blocking: trace allocations for ``seconds`` and return the ``top`` growing sites.
+    """Blocking: trace allocations for ``seconds`` (at most an hour) and return the ``top`` growing sites.
 
     Also emits the report as an OTel log record correlated with the caller's trace context (and a
-    span event on the current span if it is recording). Never raises: problems come back in
-    ``LeakReport.error``, and a hunt already running makes this one return at once with an error.
+    span event on the current span if it is recording). While another hunt runs (an automatic one,
+    say), waits for it and returns its report instead of starting a second one. Never raises:
+    problems come back in ``LeakReport.error``.
     """
     ctx = otel_context.get_current()
     state = _state
     config = state.config if state is not None else ResourceConfig()
     try:
-        report = _hunt.run(seconds, top, config.hunt_frames, config.hunt_max_memory)
-    except Exception as exc:
-        log_once("resources:hunt-api", logging.ERROR, "otel_hardening: leak hunt failed", exc_info=True)
-        return LeakReport(error=repr(exc))
-    if report.error is None:
+        _env.check_seconds("seconds", seconds, MAX_INTERVAL)
+    except ValueError as exc:
+        return LeakReport(error=str(exc), trigger="api")
+    provider = state.logger_provider if state is not None else None
+
+    def emit(report: LeakReport) -> None:
         try:
-            _report.emit(report, "api", ctx, state.logger_provider if state is not None else None)
+            _report.emit(report, "api", ctx, provider)
         except Exception:
             log_once("resources:report", logging.ERROR, "otel_hardening: could not emit the leak report",
                      exc_info=True)
-    return report
+
+    try:
+        return _hunt.run(seconds, top, config.hunt_frames, config.hunt_max_memory, on_report=emit)
+    except Exception as exc:
+        log_once("resources:hunt-api", logging.ERROR, "otel_hardening: leak hunt failed", exc_info=True)
+        return LeakReport(error=repr(exc), trigger="api")
+
+
+def last_report() -> LeakReport | None:
+    """The latest successful leak hunt's report, automatic or on demand (``LeakReport.trigger``,
+    ``finished_at``, ``summary()``), or None before the first one finishes."""
+    return _hunt.last_report()
 
 
 def _after_fork_in_child() -> None:
@@ -166,4 +184,5 @@ def snapshot() -> ResourceSnapshot | None:
         memory_usage=process.rss if process is not None else None,
         memory_limit=sampler.memory_limit,
         sampler_alive=sampler.alive,
+        last_hunt=_hunt.last_report(),
     )

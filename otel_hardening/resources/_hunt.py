@@ -7,6 +7,7 @@ seconds, so a hunt is bounded in time (``seconds``) and in tracemalloc's own mem
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import linecache
 import os
@@ -14,10 +15,12 @@ import random
 import threading
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 _running = threading.Lock()
+"""Held while a hunt runs (``running()``); taken and released under ``_state_lock`` with ``_current``."""
+_state_lock = threading.Lock()
 _owns_tracemalloc = False
 """tracemalloc was started by the running hunt (so a forked child knows to stop it)."""
 _POLL = 0.02
@@ -55,6 +58,25 @@ class LeakReport:
     """The second snapshot was taken early: tracemalloc reached its memory bound, or tracking stopped."""
     tracemalloc_was_tracing: bool = False
     """tracemalloc was already on (started by the application); the hunt left it on."""
+    trigger: str = ""
+    """``auto`` (a suspected memory leak started it) or ``api`` (``resources.hunt()``)."""
+    finished_at: float | None = None
+    """Wall-clock time (``time.time()``) the hunt finished."""
+
+    def summary(self) -> str:
+        """One line: when, why, how long, and the top growing site."""
+        import datetime
+
+        when = (datetime.datetime.fromtimestamp(self.finished_at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if self.finished_at is not None else "unfinished")
+        head = f"leak hunt ({self.trigger or 'unknown'}) {when}, {self.seconds:.1f}s"
+        if self.error is not None:
+            return f"{head}: {self.error}"
+        if not self.sites:
+            return f"{head}: no growing allocation site"
+        top = self.sites[0]
+        return (f"{head}: top of {len(self.sites)} growing sites {top.file}:{top.line} "
+                f"+{top.size_diff} B in +{top.count_diff} blocks")
 
 
 def _filters() -> list[tracemalloc.Filter]:
@@ -127,47 +149,96 @@ def rank(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, checkpoints:
     return sites
 
 
+class _Current:
+    """The running hunt: others wait for its report instead of starting a second one."""
+
+    def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
+        self.done = threading.Event()
+        self.report: LeakReport | None = None
+
+
+_current: _Current | None = None
+_last: LeakReport | None = None
+WAIT_SLACK = 60.0
+"""Seconds beyond the running hunt's planned end to wait for its diff (a large heap diffs slowly)."""
+
+
+def last_report() -> LeakReport | None:
+    """The latest finished hunt's report (automatic or on demand), or None before the first."""
+    return _last
+
+
+def _wait_for(current: _Current) -> LeakReport:
+    if not current.done.wait(max(0.0, current.ends - time.monotonic()) + WAIT_SLACK) or current.report is None:
+        return LeakReport(error="a hunt is already running and did not finish in time")
+    return current.report
+
+
 def run(seconds: float, top: int, frames: int, max_memory: int,
-        stop: threading.Event | None = None) -> LeakReport:
-    """Blocking hunt; returns an error report instead of raising or waiting for another hunt."""
-    if not _running.acquire(blocking=False):
-        return LeakReport(error="a hunt is already running")
+        stop: threading.Event | None = None, trigger: str = "api",
+        on_report: Callable[[LeakReport], None] | None = None) -> LeakReport:
+    """Blocking hunt. While another hunt runs, waits for it and returns its report. ``on_report`` is
+    called with a successful report by the caller that ran the hunt only (so it is emitted once)."""
+    global _current, _last
+    with _state_lock:
+        running = _current
+        if running is None:
+            _running.acquire()
+            current = _current = _Current(seconds)
+    if running is not None:
+        return _wait_for(running)
+    report = LeakReport(error="the hunt failed", trigger=trigger)
     try:
-        stop = stop or threading.Event()
-        global _owns_tracemalloc
-        was_tracing = tracemalloc.is_tracing()
-        if not was_tracing:
-            tracemalloc.start(max(1, frames))
-            _owns_tracemalloc = True
-        try:
-            before = tracemalloc.take_snapshot()
-            started = time.monotonic()
-            # random times, one per slot: a cycle whose period divides a fixed spacing would alias
-            # into what looks like steady growth
-            slots = [started + seconds * (k + 0.2 + 0.6 * random.random()) / (CHECKPOINTS + 1)
-                     for k in range(1, CHECKPOINTS + 1)]
-            checkpoints: list[dict[Line, int]] = []
-            truncated = False
-            while (left := started + seconds - time.monotonic()) > 0:
-                if stop.wait(min(_POLL, left)):
-                    return LeakReport(seconds=time.monotonic() - started, truncated=True,
-                                      error="stopped before the last snapshot",
-                                      tracemalloc_was_tracing=was_tracing)
-                if tracemalloc.get_tracemalloc_memory() > max_memory:
-                    truncated = True
-                    break
-                if len(checkpoints) < CHECKPOINTS and time.monotonic() >= slots[len(checkpoints)]:
-                    checkpoints.append(_line_sizes(tracemalloc.take_snapshot().filter_traces(_filters())))
-            after = tracemalloc.take_snapshot()
-            elapsed = time.monotonic() - started
-        finally:
-            if not was_tracing:
-                tracemalloc.stop()
-                _owns_tracemalloc = False
-        return LeakReport(sites=rank(before, after, checkpoints, top), seconds=elapsed, truncated=truncated,
-                          tracemalloc_was_tracing=was_tracing)
+        report = dataclasses.replace(_hunt(seconds, top, frames, max_memory, stop), trigger=trigger,
+                                     finished_at=time.time())
+        if report.error is None:
+            _last = report
     finally:
-        _running.release()
+        current.report = report
+        with _state_lock:
+            _current = None
+            _running.release()
+        current.done.set()
+    if on_report is not None and report.error is None:
+        on_report(report)
+    return report
+
+
+def _hunt(seconds: float, top: int, frames: int, max_memory: int, stop: threading.Event | None) -> LeakReport:
+    global _owns_tracemalloc
+    stop = stop or threading.Event()
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start(max(1, frames))
+        _owns_tracemalloc = True
+    try:
+        before = tracemalloc.take_snapshot()
+        started = time.monotonic()
+        # random times, one per slot: a cycle whose period divides a fixed spacing would alias
+        # into what looks like steady growth
+        slots = [started + seconds * (k + 0.2 + 0.6 * random.random()) / (CHECKPOINTS + 1)
+                 for k in range(1, CHECKPOINTS + 1)]
+        checkpoints: list[dict[Line, int]] = []
+        truncated = False
+        while (left := started + seconds - time.monotonic()) > 0:
+            if stop.wait(min(_POLL, left)):
+                return LeakReport(seconds=time.monotonic() - started, truncated=True,
+                                  error="stopped before the last snapshot",
+                                  tracemalloc_was_tracing=was_tracing)
+            if tracemalloc.get_tracemalloc_memory() > max_memory:
+                truncated = True
+                break
+            if len(checkpoints) < CHECKPOINTS and time.monotonic() >= slots[len(checkpoints)]:
+                checkpoints.append(_line_sizes(tracemalloc.take_snapshot().filter_traces(_filters())))
+        after = tracemalloc.take_snapshot()
+        elapsed = time.monotonic() - started
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+            _owns_tracemalloc = False
+    return LeakReport(sites=rank(before, after, checkpoints, top), seconds=elapsed, truncated=truncated,
+                      tracemalloc_was_tracing=was_tracing)
 
 
 def running() -> bool:
@@ -176,8 +247,9 @@ def running() -> bool:
 
 def after_fork_in_child() -> None:
     """A hunt running in the parent at fork time does not exist in the child: release what it held."""
-    global _running, _owns_tracemalloc
-    _running = threading.Lock()
+    global _running, _state_lock, _owns_tracemalloc, _current
+    _running, _state_lock = threading.Lock(), threading.Lock()
+    _current = None
     if _owns_tracemalloc:
         tracemalloc.stop()
         _owns_tracemalloc = False

@@ -178,9 +178,8 @@ class Sampler:
     def _hunt(self) -> None:
         try:
             c = self.config
-            report = _hunt.run(c.hunt_duration, c.hunt_top, c.hunt_frames, c.hunt_max_memory, self._stop)
-            if self.on_report is not None and report.error is None:
-                self.on_report(report)
+            _hunt.run(c.hunt_duration, c.hunt_top, c.hunt_frames, c.hunt_max_memory, self._stop, trigger="auto",
+                      on_report=self.on_report)
         except Exception:
             log_once("resources:hunt", logging.ERROR, "otel_hardening: leak hunt failed", exc_info=True)
 

@@ -272,3 +272,23 @@ def test_real_resource_tracking_feeds_components(clock: FakeClock) -> None:
     m2 = Monitor(cfg(), clock=clock, upstreams=list)
     m2.evaluate()
     assert m2.resources.sampler_alive is None  # not started: tolerated
+
+
+def test_the_latest_leak_hunt_is_summarised_in_health_details(clock: FakeClock) -> None:
+    from otel_hardening import resources
+    from otel_hardening.health._endpoint import health_document
+    from otel_hardening.resources.config import ResourceConfig
+
+    resources.start(ResourceConfig(interval=3600.0))
+    try:
+        m = Monitor(cfg(), clock=clock, upstreams=list)
+        assert "leak:hunt" not in by_name(list(m.evaluate().components))
+        report = resources.hunt(0.3)
+        comp = by_name(list(m.evaluate().components))["leak:hunt"]
+        assert comp.status is H and comp.reason == report.summary()
+        assert comp.reason.startswith("leak hunt (api) ") and ", 0.3s: " in comp.reason
+        doc = health_document(m.evaluate(), details=True)
+        entry = doc["checks"]["leak:hunt"][0]
+        assert entry["componentType"] == "system" and entry["observedValue"] == comp.observed_value
+    finally:
+        resources.stop()

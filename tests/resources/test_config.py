@@ -74,7 +74,7 @@ def test_public_surface_is_sorted_and_complete() -> None:
 
     public = {name for name in vars(resources) if not name.startswith(("_", "@"))}  # "@": pytest rewrite aliases
     public -= {"annotations", "config", "logging", "os", "threading", "dataclass", "field", "Mapping",
-               "MappingProxyType", "Any", "otel_context", "metrics", "log_once", "Sampler"}
+               "MappingProxyType", "Any", "otel_context", "metrics", "log_once", "Sampler", "MAX_INTERVAL"}
     assert resources.__all__ == sorted(resources.__all__)
     assert set(resources.__all__) == public
 

@@ -85,20 +85,51 @@ def test_hunt_drops_its_own_and_tracemalloc_frames(workload: Workload) -> None:
     assert not any("otel_hardening/resources" in f for f in files)
 
 
-def test_only_one_hunt_at_a_time() -> None:
-    first = threading.Thread(target=resources.hunt, args=(0.5,))
+def test_a_hunt_asked_for_while_an_automatic_one_runs_waits_and_returns_its_report() -> None:
+    logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    resources.start(ResourceConfig(interval=3600.0, hunt_duration=0.8), MeterProvider(), logger_provider)
+    state = resources._state
+    assert state is not None
+    state.sampler._start_hunt(time.monotonic())  # what a suspected memory leak does
+    deadline = time.monotonic() + 2
+    while not _hunt.running():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    started = time.monotonic()
+    report = resources.hunt(5.0)
+    waited = time.monotonic() - started
+    assert report.error is None and report.trigger == "auto", report
+    assert waited < 2.0  # the automatic hunt's 0.8 s, not a new 5 s one
+    assert resources.last_report() is report and report.finished_at is not None
+    snap = resources.snapshot()
+    assert snap is not None and snap.last_hunt is report
+    triggers = [r.log_record.attributes["hardening.leak.hunt.trigger"]  # type: ignore[index]
+                for r in logs.get_finished_logs()]
+    assert triggers == ["auto"]  # emitted once, by the hunt that ran
+
+
+def test_two_callers_share_one_hunt() -> None:
+    results: list[_hunt.LeakReport] = []
+    first = threading.Thread(target=lambda: results.append(resources.hunt(0.5)))
     first.start()
-    try:
-        deadline = time.monotonic() + 2
-        while not _hunt.running():
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        started = time.monotonic()
-        report = resources.hunt(5.0)
-        assert report.error == "a hunt is already running"
-        assert time.monotonic() - started < 1.0  # it did not wait for the running one
-    finally:
-        first.join()
+    deadline = time.monotonic() + 2
+    while not _hunt.running():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    second = resources.hunt(5.0)
+    first.join()
+    assert results == [second] and second.error is None and second.trigger == "api"
+    assert 0.4 < second.seconds < 1.5
+
+
+@pytest.mark.parametrize("seconds", [1e12, 0, -1, float("nan"), 3601])
+def test_out_of_range_hunt_durations_are_an_error_report_not_an_exception(seconds: float) -> None:
+    started = time.monotonic()
+    report = resources.hunt(seconds)
+    assert report.error is not None and report.error.startswith(f"seconds={seconds!r} is out of range")
+    assert time.monotonic() - started < 1 and not _hunt.running()
 
 
 def test_tracemalloc_started_by_the_user_stays_on(workload: Workload) -> None:

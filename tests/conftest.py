@@ -12,6 +12,8 @@ from otel_hardening.testing import FlakyUpstream, HardeningTelemetry
 
 Otel = HardeningTelemetry
 
+pytest_plugins = ("pytester",)  # tests/testing runs users' test files against our pytest plugin
+
 
 @pytest.fixture
 def otel(hardening_telemetry: HardeningTelemetry) -> HardeningTelemetry:

@@ -14,8 +14,9 @@ from otel_hardening.health._model import ComponentStatus, Damper, HealthReport, 
 from otel_hardening.health._sources import Clock, Resources, UpstreamLike, Upstreams
 from otel_hardening.health.config import HealthConfig
 
-WAKE_COALESCE = 0.01
-"""Seconds a wake-up waits for further transitions before evaluating (well inside the 100 ms goal)."""
+WAKE_SPACING = 0.02
+"""Seconds between evaluations that wake-ups cause: the first is immediate, a storm of transitions
+(thousands of upstreams failing together) is coalesced instead of evaluated once each."""
 
 
 class Monitor:
@@ -123,8 +124,6 @@ class Monitor:
                 return
             if woke:
                 self._wake.clear()
-                time.sleep(WAKE_COALESCE)  # a burst of transitions (many upstreams) is one evaluation
-                self._wake.clear()
             else:
                 due = self._clock() + self.config.interval
             try:
@@ -132,6 +131,8 @@ class Monitor:
             except Exception:  # keep sampling; livez notices if ticks stop
                 log_once("health:evaluate", logging.ERROR, "otel_hardening: health evaluation failed",
                          exc_info=True)
+            if woke:
+                self._stop.wait(WAKE_SPACING)  # a storm of transitions costs at most one evaluation per spacing
 
     def _subscribe(self) -> None:
         try:

@@ -1,10 +1,16 @@
-"""A minimal keep-alive HTTP/1.1 server for benchmarks: run in its own process so it costs the client nothing."""
+"""A minimal keep-alive HTTP/1.1 server for benchmarks: run in its own process so it costs the client nothing.
+
+    python bench/upstream.py [PORT] [DELAY_SECONDS]
+
+The fallback for bench/upstream-go when Go is missing (see bench/_upstream.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 
+DELAY = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
 
@@ -18,6 +24,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     length = int(line.split(b":", 1)[1])
             if length:
                 await reader.readexactly(length)
+            if DELAY:
+                await asyncio.sleep(DELAY)
             writer.write(RESPONSE)
     except (asyncio.IncompleteReadError, ConnectionError):
         pass

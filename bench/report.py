@@ -1,0 +1,250 @@
+"""The markdown table of a run, its goals, and the README block generated from it.
+
+    python -m bench.report [--results bench/results/results.json] [--readme README.md]
+
+The README's performance figures sit between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``;
+this replaces exactly that block and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.overhead import MODE_LABELS, MODES
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+VARIANT_HEADERS = ("1 bare httpx", "2 + OTel instrumentation", "3 = 2 + otel-hardening", "4 = 2 + stamina + pybreaker")
+
+
+def fmt(x: float | None, digits: int = 0) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.{digits}f}"
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every goal of issue 12 with the figure it is judged on; ``held`` is None when not measured."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, goal: str, held: bool | None, shown: str) -> None:
+        out.append({"name": name, "value": value, "goal": goal, "held": held, "shown": shown})
+
+    timing = results.get("timing", {})
+    counts = results.get("instructions", {})
+    for mode in MODES:
+        t = timing.get(mode)
+        if t and mode != "threads_slow":  # CPU per request is judged against the instant upstream
+            r = t["cpu_ratio_3_2"]
+            add(f"CPU 3/2, {MODE_LABELS[mode]}", r, "≤ 1.05", r <= 1.05, f"{r:.3f}")
+        c = counts.get(mode, {}).get("ratio_3_2")
+        if c is not None:
+            add(f"instructions 3/2, {MODE_LABELS[mode]}", c, "≤ 1.05", c <= 1.05, f"{c:.3f}")
+    for mode in ("threads_slow", "async"):
+        t = timing.get(mode)
+        if t:
+            r = t["throughput_ratio_3_4"]
+            add(f"3 ahead of 4 (throughput 3/4), {MODE_LABELS[mode]}", r, "> 1", r > 1.0, f"{r:.2f}")
+    layer = results.get("layer")
+    if layer:
+        v = layer["layer_cpu_us"]
+        add("the layer alone, CPU per request (canned transport)", v, "≤ 20 µs", v <= 20.0, f"{v:.1f} µs")
+    col = results.get("collector", {})
+    for scenario in ("dead port", "killed mid-run"):
+        s = col.get(scenario)
+        if s:
+            add(f"p99 / healthy, collector {scenario}", s["p99_ratio"], "≤ 1.05", s["p99_ratio"] <= 1.05,
+                f"{s['p99_ratio']:.2f}")
+            g = s["rss_growth_mib"]
+            add(f"RSS growth after {col['spans']:,} spans, collector {scenario}", g, "< 20 MiB", g < 20.0,
+                f"{g:.1f} MiB")
+    res = results.get("resources")
+    if res:
+        v = res["total_core_pct"]
+        add("collection + sampler tick + health at the defaults, share of a core", v, "≤ 0.2 %", v <= 0.2,
+            f"{v:.3f} %")
+    return out
+
+
+def _timing_rows(results: dict[str, Any]) -> Iterator[str]:
+    timing, counts = results.get("timing", {}), results.get("instructions", {})
+    yield "| mode | figure | " + " | ".join(VARIANT_HEADERS) + " | 3/2 | 3/4 | goal |"
+    yield "|---|---|" + "---:|" * 6 + "---|"
+    for mode in MODES:
+        t = timing.get(mode)
+        if not t:
+            continue
+        v = t["variants"]
+        label = MODE_LABELS[mode]
+
+        def row(name: str, key: str, digits: int, r32: str = "", r34: str = "", goal: str = "",
+                t: dict[str, Any] = t, v: dict[str, Any] = v, label: str = label) -> str:
+            cells = " | ".join(fmt(v[str(i)][key], digits) for i in (1, 2, 3, 4))
+            return f"| {label} | {name} | {cells} | {r32} | {r34} | {goal} |"
+
+        yield row("CPU µs / request", "cpu_us", 0, f"**{t['cpu_ratio_3_2']:.3f}**", f"{t['cpu_ratio_3_4']:.3f}",
+                  "3/2 ≤ 1.05")
+        c = counts.get(mode)
+        if c:
+            cells = " | ".join(fmt(c[str(i)] / 1e6, 3) if str(i) in c else "-" for i in (1, 2, 3, 4))
+            r32 = f"**{c['ratio_3_2']:.3f}**" if "ratio_3_2" in c else ""
+            r34 = f"{c['ratio_3_4']:.3f}" if "ratio_3_4" in c else ""
+            yield f"| {label} | M instructions / request | {cells} | {r32} | {r34} | 3/2 ≤ 1.05 |"
+        ahead = "3/4 > 1" if mode in ("threads_slow", "async") else ""
+        yield row("throughput, requests/s", "throughput", 0, "", f"{t['throughput_ratio_3_4']:.2f}", ahead)
+        yield row("p50 latency, ms", "p50_ms", 2)
+        yield row("p99 latency, ms", "p99_ms", 2, "", f"{t['p99_ratio_3_4']:.2f}")
+        yield row("wall time of the run, s", "wall_s", 2)
+        yield row("peak RSS, MiB", "peak_rss_mib", 0)
+
+
+def markdown(results: dict[str, Any], readme: bool = False) -> str:
+    meta = results["meta"]
+    lines = [
+        f"Run: {meta['date']} ({meta['mode']} mode, {meta['seconds']:.0f} s), `python -m bench --{meta['mode']}`. "
+        f"Machine: {meta['machine']}. Versions: {meta['versions']}. Upstream: {meta['upstream']}.",
+        "",
+    ]
+    gl = goals(results)
+    if gl:
+        lines += ["**Goals**", "", "| goal | figure | target | holds |", "|---|---:|---|---|"]
+        for g in gl:
+            held = "-" if g["held"] is None else ("yes" if g["held"] else "**no**")
+            lines.append(f"| {g['name']} | {g['shown']} | {g['goal']} | {held} |")
+        lines.append("")
+    timing = results.get("timing")
+    if timing:
+        rounds = meta.get("rounds")
+        lines += [f"**Per request, side by side** (medians of {rounds} interleaved rounds, each variant in its "
+                  "own process; ratios are medians of per-round ratios; instructions from callgrind)", ""]
+        lines += list(_timing_rows(results))
+        lines.append("")
+    layer = results.get("layer")
+    if layer:
+        lines += ["**The layer alone** (canned inner transport, no network: hardened minus plain client)", "",
+                  "| figure | value | goal |", "|---|---:|---|",
+                  f"| CPU per request | {layer['layer_cpu_us']:.1f} µs (plain {layer['plain_cpu_us']:.0f}, "
+                  f"hardened {layer['hardened_cpu_us']:.0f}) | ≤ 20 µs |"]
+        if "layer_instructions" in layer:
+            lines.append(f"| instructions per request | {layer['layer_instructions'] / 1e3:,.0f} k "
+                         f"(plain {layer['plain_instructions'] / 1e3:,.0f} k) | - |")
+        lines.append("")
+    prof = results.get("profile")
+    if prof and prof.get("split"):
+        lines += ["**Where a traced, hardened sync request's CPU goes** (variant 3, cProfile self time by "
+                  "package)", "", "| part | share |", "|---|---:|"]
+        lines += [f"| {k} | {v:.1f} % |" for k, v in prof["split"].items()]
+        lines.append("")
+    if prof and not readme:
+        lines += ["**The layer's own functions** (cProfile of the canned-transport loop; the profiler "
+                  "inflates small functions, so read these as proportions)", "",
+                  "| function | calls / request | self µs | cumulative µs |", "|---|---:|---:|---:|"]
+        lines += [f"| `{r['function']}` | {r['calls_per_request']:.1f} | {r['self_us']:.1f} | "
+                  f"{r['cumulative_us']:.1f} |" for r in prof["layer_top"]]
+        lines.append("")
+    lines += list(_faults(results))
+    lines += list(_collector(results))
+    lines += list(_resources(results))
+    scale = results.get("scale")
+    if scale:
+        lines += ["**Scale** (`bench/scale.py`)", "", "| figure | value |", "|---|---:|"]
+        lines += [f"| {k} | {fmt(v, 2) if isinstance(v, float) else v} |" for k, v in scale.items()
+                  if not isinstance(v, (dict, list))]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _faults(results: dict[str, Any]) -> Iterator[str]:
+    f = results.get("faults")
+    if not f:
+        return
+    ro, hi, peer, lo = f["reject_open"], f["outage_high_rate"], f["peer_outage_high_rate"], f["outage_low_rate"]
+    yield "**Fault paths** (dead loopback port; traced as variant 2/3)"
+    yield ""
+    yield "| figure | otel-hardening | stamina + pybreaker | note |"
+    yield "|---|---:|---:|---|"
+    yield (f"| reject while the circuit is open, µs wall (CPU) | {ro['hardened_wall_us']:.0f} "
+           f"({ro['hardened_cpu_us']:.0f}) | {ro['pybreaker_wall_us']:.0f} ({ro['pybreaker_cpu_us']:.0f}) | "
+           "ours goes through httpx (request built, a `hardening.request` span with its event); "
+           "pybreaker's `call()` rejects before httpx is called |")
+    yield (f"| attempts per request, total outage, 16 threads (ours {hi['rate_per_s']:.0f} req/s, "
+           f"peer {peer['rate_per_s']:.0f} req/s) | {hi['attempts_per_request']:.2f} "
+           f"(second half {hi['attempts_per_request_second_half']:.2f}) | {peer['attempts_per_request']:.2f} | "
+           "budget: 1 + 0.2 + 10/s ÷ rate once the initial bank is spent; no budget in the peer |")
+    yield (f"| attempts per request, total outage, {lo['rate_per_s']:.0f} req/s | {lo['attempts_per_request']:.2f} "
+           "| - | at low rates the budget's floor (10 retries/s) dominates: every request gets its retries |")
+    yield ""
+
+
+def _collector(results: dict[str, Any]) -> Iterator[str]:
+    c = results.get("collector")
+    if not c:
+        return
+    if "skipped" in c:
+        yield f"**Collector outage**: SKIPPED — {c['skipped']}"
+        yield ""
+        return
+    yield (f"**Collector outage** (variant 3 exporting OTLP/gRPC; {c['requests']:,} requests, then spans up to "
+           f"{c['spans']:,}; medians of {c['rounds']} rounds)")
+    yield ""
+    yield "| collector | p50 ms | p99 ms | p99 / healthy | RSS growth, MiB | goal |"
+    yield "|---|---:|---:|---:|---:|---|"
+    for scenario in ("healthy", "dead port", "killed mid-run"):
+        s = c[scenario]
+        goal = "p99 ratio ≤ 1.05, RSS < 20 MiB" if scenario != "healthy" else ""
+        yield (f"| {scenario} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['p99_ratio']:.2f} | "
+               f"{s['rss_growth_mib']:.1f} | {goal} |")
+    yield ""
+
+
+def _resources(results: dict[str, Any]) -> Iterator[str]:
+    r = results.get("resources")
+    if not r:
+        return
+    yield "**Background cost at the defaults**"
+    yield ""
+    yield "| work | CPU each | interval | share of one core | goal |"
+    yield "|---|---:|---:|---:|---|"
+    yield (f"| one metric collection ({r['collection_points']} points, SDK aggregation included) | "
+           f"{r['collection_us'] / 1e3:.1f} ms | 60 s | {r['collection_core_pct']:.3f} % | |")
+    yield f"| one leak-sampler tick | {r['sampler_tick_us'] / 1e3:.1f} ms | 10 s | {r['sampler_core_pct']:.3f} % | |"
+    yield f"| one health evaluation | {r['health_eval_us'] / 1e3:.1f} ms | 5 s | {r['health_core_pct']:.3f} % | |"
+    yield f"| all three | | | **{r['total_core_pct']:.3f} %** | ≤ 0.2 % |"
+    yield ""
+    yield (f"While a tracemalloc hunt runs ({r['hunt_frames']} frames), CPU of a hardened request loop is "
+           f"x{r['hunt_slowdown_requests']:.1f} and of an allocation-heavy loop x{r['hunt_slowdown_allocating']:.1f}"
+           " (reported, no goal: hunts are bounded to 30 s, one an hour).")
+    yield ""
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with what lies between the markers replaced by ``block``; ValueError without markers."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"the README has no {BEGIN} ... {END} block to replace")
+    return text[:start + len(BEGIN)] + "\n" + block.rstrip() + "\n" + text[end:]
+
+
+def update_readme(readme: Path, results: dict[str, Any]) -> None:
+    readme.write_text(replace_block(readme.read_text(), markdown(results, readme=True)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results" / "results.json")
+    parser.add_argument("--readme", type=Path, default=Path(__file__).parent.parent / "README.md")
+    args = parser.parse_args()
+    try:
+        update_readme(args.readme, json.loads(args.results.read_text()))
+    except (OSError, ValueError) as exc:
+        print(f"bench.report: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"updated {args.readme} from {args.results}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+module otelhardening/bench/upstream
+
+go 1.22

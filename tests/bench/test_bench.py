@@ -1,0 +1,110 @@
+"""The benchmark suite's own pieces: the upstreams answer correctly, a worker measures each variant, the
+README block is replaced exactly, and a goal that does not hold is reported as not holding.
+
+The suite itself runs in CI as ``python -m bench --quick`` (a crash fails CI); these tests keep the
+pieces honest without its minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench import _proc, _upstream, report
+
+
+def _running(kind: str, delay_ms: int = 0) -> Any:
+    if kind == "go" and shutil.which("go") is None and _upstream.go_binary() is None:
+        pytest.skip("Go is not installed: the Go benchmark upstream cannot be built")
+    return _upstream.running(delay_ms, prefer_go=kind == "go")
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Any:
+    with _running("go") as up:
+        yield up
+
+
+@pytest.mark.parametrize("kind", ["go", "python"])
+def test_upstream_keeps_alive_and_discards_request_bodies(kind: str) -> None:
+    with _running(kind) as upstream, httpx.Client() as client:
+        assert upstream.kind == kind
+        for _ in range(3):
+            r = client.post(upstream.url, content=b"x" * 100_000)
+            assert (r.status_code, r.content) == (200, b"ok")
+        r = client.get(upstream.url)
+        assert (r.status_code, r.content) == (200, b"ok")
+        pool = client._transport._pool  # type: ignore[attr-defined]
+        assert len(pool.connections) == 1, "one keep-alive connection for every request"
+
+
+@pytest.mark.parametrize("kind", ["go", "python"])
+def test_slow_upstream_waits_before_answering(kind: str) -> None:
+    with _running(kind, delay_ms=50) as up, httpx.Client() as client:
+        client.get(up.url)
+        r = client.get(up.url)
+        assert r.elapsed.total_seconds() >= 0.045
+
+
+@pytest.mark.parametrize("variant", [1, 2, 3, 4])
+def test_worker_measures_each_variant(upstream: _upstream.Upstream, variant: int) -> None:
+    result = _proc.run_json("bench._worker", {"variant": variant, "mode": "sync", "url": upstream.url,
+                                               "requests": 40, "warmup": 5, "metric_interval": 60.0})
+    assert result["variant"] == variant and result["requests"] == 40
+    assert result["cpu_us"] > 0 and result["throughput"] > 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
+    assert result["peak_rss_mib"] > 10
+
+
+def test_worker_crash_is_reported_with_its_stderr() -> None:
+    dead = f"http://127.0.0.1:{_upstream.dead_port()}/"
+    with pytest.raises(_proc.BenchCrash, match="ConnectError"):
+        _proc.run_json("bench._worker", {"variant": 1, "mode": "sync", "url": dead, "requests": 1, "warmup": 0})
+
+
+def _results(cpu_ratio: float, layer_us: float) -> dict[str, Any]:
+    figures = {"cpu_us": 100.0, "throughput": 1000.0, "p50_ms": 1.0, "p99_ms": 2.0, "wall_s": 1.0,
+               "peak_rss_mib": 50.0}
+    mode = {"variants": {str(v): figures for v in (1, 2, 3, 4)}, "cpu_ratio_3_2": cpu_ratio,
+            "cpu_ratio_3_4": 0.9, "throughput_ratio_3_4": 1.5, "p99_ratio_3_4": 1.0, "cpu_rounds_3_2": [cpu_ratio]}
+    return {
+        "meta": {"date": "2026-01-01 00:00 UTC", "mode": "full", "seconds": 1.0, "machine": "m", "versions": "v",
+                 "upstream": "u", "rounds": 1},
+        "timing": {"sync": mode, "threads": mode, "async": mode, "threads_slow": mode},
+        "instructions": {"sync": {"2": 2e6, "3": 2.05e6, "4": 2.1e6, "ratio_3_2": 1.025, "ratio_3_4": 0.976}},
+        "layer": {"layer_cpu_us": layer_us, "plain_cpu_us": 100.0, "hardened_cpu_us": 100.0 + layer_us},
+    }
+
+
+def test_goals_say_which_hold() -> None:
+    held = {g["name"]: g["held"] for g in report.goals(_results(cpu_ratio=1.06, layer_us=19.0))}
+    assert held["CPU 3/2, sync, 1 thread"] is False
+    assert held["instructions 3/2, sync, 1 thread"] is True
+    assert held["the layer alone, CPU per request (canned transport)"] is True
+    assert held["3 ahead of 4 (throughput 3/4), 16 threads, upstream answering in 10 ms"] is True
+    table = report.markdown(_results(cpu_ratio=1.06, layer_us=25.0))
+    assert "| CPU 3/2, sync, 1 thread | 1.060 | ≤ 1.05 | **no** |" in table
+    assert "| the layer alone, CPU per request (canned transport) | 25.0 µs | ≤ 20 µs | **no** |" in table
+
+
+def test_readme_block_is_replaced_and_nothing_else(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# before\n{report.BEGIN}\nold figures\n{report.END}\n## after\n")
+    results = _results(cpu_ratio=1.01, layer_us=10.0)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    report.update_readme(readme, results)
+    text = readme.read_text()
+    assert text.startswith(f"# before\n{report.BEGIN}\n") and text.endswith(f"{report.END}\n## after\n")
+    assert "old figures" not in text and "| CPU 3/2, sync, 1 thread | 1.010 | ≤ 1.05 | yes |" in text
+    report.update_readme(readme, results)
+    assert readme.read_text() == text, "regenerating from the same results changes nothing"
+
+
+def test_readme_without_markers_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="bench:begin"):
+        report.replace_block("# no block here\n", "x")

@@ -108,6 +108,7 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
         otel_hardening.uninstall()
         upstreams.close()
         telemetry.shutdown()
+    console.print()
     console.print(view.summary(results, final))
     return 0
 

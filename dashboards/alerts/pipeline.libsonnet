@@ -7,16 +7,20 @@ local alerting = import '../lib/alerting.libsonnet';
     local w = c.telemetryWindow;
     local sel = c.collectorSelector;
     local sum(metric) = 'sum by (job, instance) (rate(%s{%s}[%s]))' % [metric, sel, w];
-    // A failure counter may not exist before the first failure: count it as 0 then.
-    local orZero(metric, present) = '(%s or %s * 0)' % [sum(metric), sum(present)];
+    // A counter the collector has not created yet (no failure so far, or no success so far: a
+    // backend down since the start) counts as 0 as long as one of its siblings exists.
+    local zeroOr(metric, siblings) = '(%s or (%s) * 0)' % [sum(metric), std.join(' or ', [sum(m) for m in siblings])];
+    local exporterCounters(signal) = ['otelcol_exporter_%s_%s_total' % [kind, signal] for kind in ['sent', 'send_failed', 'enqueue_failed']];
+    local counter(metric, all) = zeroOr(metric, [m for m in all if m != metric]);
     local dropped(signal) =
-      '%(failed)s + %(enqueue)s' % {
-        failed: sum('otelcol_exporter_send_failed_%s_total' % signal),
-        enqueue: orZero('otelcol_exporter_enqueue_failed_%s_total' % signal, 'otelcol_exporter_sent_%s_total' % signal),
-      };
-    local exported(signal) = '%s + %s' % [sum('otelcol_exporter_sent_%s_total' % signal), dropped(signal)];
-    local refused(signal) = sum('otelcol_receiver_refused_%s_total' % signal);
-    local received(signal) = '%s + %s' % [sum('otelcol_receiver_accepted_%s_total' % signal), refused(signal)];
+      local all = exporterCounters(signal);
+      '%s + %s' % [counter(all[1], all), counter(all[2], all)];
+    local exported(signal) =
+      local all = exporterCounters(signal);
+      '%s + %s' % [counter(all[0], all), dropped(signal)];
+    local receiverCounters(signal) = ['otelcol_receiver_%s_%s_total' % [kind, signal] for kind in ['accepted', 'refused']];
+    local refused(signal) = counter(receiverCounters(signal)[1], receiverCounters(signal));
+    local received(signal) = '%s + %s' % [counter(receiverCounters(signal)[0], receiverCounters(signal)), refused(signal)];
     local collectorDrop(signal, where, num, den) = a.alert(
       'HardeningTelemetryDropping',
       '(%s) / (%s) > %g' % [num, den, c.telemetryDropRatio],

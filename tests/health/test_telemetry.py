@@ -132,3 +132,68 @@ def test_report_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Monitor, "evaluate", broken)
     report = health.report()
     assert report.status is Status.DEGRADED and report.components[0].name == "health:evaluation"
+
+
+def test_ready_gauge_and_ready_on_change_records(otel: Otel, clock: FakeClock) -> None:
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    state = ["closed"]
+    required: list[str] = []
+
+    monitor = Monitor(HealthConfig(recovery_hold=0, required=frozenset({"db"})), clock=clock,
+                      resources=lambda: None, logger_provider=provider,
+                      upstreams=lambda: [Snap("http://api:80", "api", state[0]),
+                                         Snap("http://db:80", "db", required[0] if required else "closed")])
+    HealthMetrics(lambda: monitor.latest, otel.meter_provider)
+    assert otel.points("hardening.health.ready") == []
+    monitor.evaluate()
+    assert otel.points("hardening.health.ready") == [({}, 1)]
+    state[0] = "open"  # optional upstream down: critical, still ready
+    monitor.evaluate()
+    assert otel.points("hardening.health.ready") == [({}, 1)]
+    required.append("open")  # the required one too: still critical, now not ready -> its own record
+    report = monitor.evaluate()
+    assert report.status is Status.CRITICAL and not report.ready
+    assert otel.points("hardening.health.ready") == [({}, 0)]
+    records = [r.log_record for r in exporter.get_finished_logs()]
+    assert [((r.attributes or {})["hardening.health.state"], (r.attributes or {})["hardening.health.ready"])
+            for r in records] == [("healthy", True), ("critical", True), ("critical", False)]
+    body = records[-1].body
+    assert isinstance(body, str) and body.startswith("health critical -> critical (not ready): ")
+    provider.shutdown()
+
+
+def test_a_leak_verdict_flip_re_evaluates_at_once() -> None:
+    """The resource sampler tells health when a leak verdict flips; health does not wait its interval."""
+    import time
+    from types import MappingProxyType
+
+    from otel_hardening.resources import _sampler
+
+    leak = [False]
+
+    class Snapshot:
+        fd_usage_ratio = memory_usage = memory_limit = last_hunt = None
+        sampler_alive = True
+
+        @property
+        def leaks(self) -> dict[str, bool]:
+            return {"memory": leak[0]}
+
+        growth_rates = MappingProxyType({"memory": 0.0})
+
+    monitor = Monitor(HealthConfig(interval=60, recovery_hold=0), upstreams=list, resources=Snapshot,
+                      on_change=lambda p, r: None)
+    monitor.start()
+    try:
+        assert monitor.latest is not None and monitor.latest.status is Status.HEALTHY
+        leak[0] = True
+        flipped = time.monotonic()
+        _sampler._verdict_changed()  # what Sampler.tick() calls when a tracker flips
+        while monitor.latest.status is not Status.DEGRADED:
+            assert time.monotonic() - flipped < 1.0, "health waited for its interval"
+            time.sleep(0.002)
+        assert time.monotonic() - flipped < 0.1
+    finally:
+        monitor.stop()

@@ -176,6 +176,16 @@ class HardeningConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
     instrument_httpx: bool = True
     """Also turn on opentelemetry-instrumentation-httpx (one CLIENT span per attempt) if it is off."""
+    max_upstreams: int = 1000
+    """Upstreams whose circuit and budget are kept; past it idle closed ones are forgotten (a crawler
+    calling 5,000 hosts stays within ~10 MiB). Open circuits are never forgotten."""
+    max_upstream_series: int = 100
+    """Upstreams with their own metric series and health components; the rest are ``_other``. 100 keeps
+    every metric far under the SDK's 2,000-series limit, and more is not readable on a dashboard."""
+
+    def __post_init__(self) -> None:
+        _whole("HardeningConfig.max_upstreams", self.max_upstreams, "a whole number >= 1")
+        _whole("HardeningConfig.max_upstream_series", self.max_upstream_series, "a whole number >= 1")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HardeningConfig:
@@ -187,4 +197,7 @@ class HardeningConfig:
             resources=ResourceConfig.from_env(env),
             health=HealthConfig.from_env(env),
             instrument_httpx=_env.flag(env, "INSTRUMENT_HTTPX", True),
+            max_upstreams=_env.read(env, "MAX_UPSTREAMS", _env.positive_int, 1000, "a whole number >= 1"),
+            max_upstream_series=_env.read(env, "MAX_UPSTREAM_SERIES", _env.positive_int, 100,
+                                          "a whole number >= 1"),
         )

@@ -26,6 +26,7 @@ from otel_hardening._logging import log_once, logger
 from otel_hardening.config import HardeningConfig
 from otel_hardening.http.engine import Engine
 from otel_hardening.http.harden import new_telemetry, wrap_client
+from otel_hardening.http.registry import REGISTRY
 
 _instruments = ("httpx >= 0.27",)
 
@@ -78,6 +79,7 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         tracer_provider: trace.TracerProvider | None = kwargs.get("tracer_provider")
         meter_provider: metrics.MeterProvider | None = kwargs.get("meter_provider")
         telemetry = new_telemetry(tracer_provider, meter_provider)
+        REGISTRY.configure(config.max_upstreams, config.max_upstream_series)
         installation = _Installation(config, Engine(
             config.retry, config.circuit, config.budget, telemetry, active=lambda: installation.active))
         HardeningInstrumentor._installation = installation

@@ -90,6 +90,10 @@ class Circuit:
         if self._on_state_change is not None:
             self._on_state_change(self, old, new)
 
+    def is_closed_locally(self) -> bool:
+        """Closed as this process last saw it (no storage round trip): safe to forget."""
+        return bool(self._breaker._state.name == pybreaker.STATE_CLOSED)
+
     def seconds_until_trial(self) -> float:
         opened_at = self._breaker._state_storage.opened_at
         if opened_at is None:

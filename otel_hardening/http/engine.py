@@ -31,6 +31,7 @@ from otel_hardening.http.redaction import has_secret_query, redact_url
 from otel_hardening.http.registry import REGISTRY, Upstream
 
 _URL_KEYS = ("url.full", "http.url")
+_CACHED_UPSTREAMS = 256
 _OPTION_KEYS = frozenset({"retry", "max_attempts", "idempotent", "deadline"})
 
 
@@ -56,7 +57,7 @@ class Engine:
     def begin(self, request: httpx.Request) -> Call:
         url = request.url
         key = (url.scheme, url.host, url.port)
-        if self._generation != REGISTRY.generation:
+        if self._generation != REGISTRY.generation or len(self._upstreams) > _CACHED_UPSTREAMS:
             self._upstreams = {}
             self._generation = REGISTRY.generation
         upstream = self._upstreams.get(key)

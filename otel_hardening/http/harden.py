@@ -38,7 +38,7 @@ def new_telemetry(tracer_provider: trace.TracerProvider | None,
     with _lock:
         telemetry = _telemetries.get(key)
         if telemetry is None:
-            made = Telemetry(tracer_provider, meter_provider, upstreams=lambda: REGISTRY.of(made))
+            made = Telemetry(tracer_provider, meter_provider, series=lambda: REGISTRY.series(made))
             telemetry = _telemetries[key] = made
         return telemetry
 
@@ -47,7 +47,10 @@ def _defaults() -> tuple[HardeningConfig, Telemetry]:
     """Configuration from the environment and telemetry through the global providers, made once."""
     global _default
     if _default is None:
-        _default = (HardeningConfig.from_env(), new_telemetry(None, None))
+        config = HardeningConfig.from_env()
+        if not REGISTRY.configured:  # install(config) may have set its own limits already
+            REGISTRY.configure(config.max_upstreams, config.max_upstream_series)
+        _default = (config, new_telemetry(None, None))
     return _default
 
 

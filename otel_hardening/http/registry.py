@@ -1,7 +1,20 @@
-"""Per-upstream state shared by every hardened client in the process.
+"""Per-upstream state shared by every hardened client in the process, bounded in size.
 
 An upstream is ``scheme://host:port``. Its circuit, retry budget, counters and the attribute sets
 its telemetry uses are created once, on its first request, and reused by every request after.
+
+Bounded under high cardinality (a crawler, a webhook sender calling thousands of hosts):
+
+- **State**: at most ``max_upstreams`` upstreams (``OTEL_PYTHON_HARDENING_MAX_UPSTREAMS``, default
+  1,000) are kept. Past it, the least recently used upstreams whose circuit is closed are evicted in
+  one batch (down to 90 %), and so are upstreams idle for ``IDLE_EVICT`` seconds. An open or
+  half-open circuit is never evicted: forgetting it would let traffic through to a failing upstream.
+  An evicted upstream comes back fresh (closed circuit, full budget) on its next request.
+- **Telemetry**: the first ``max_series`` upstream names (``OTEL_PYTHON_HARDENING_MAX_UPSTREAM_SERIES``,
+  default 100) get their own metric series and health components, for the life of the process; every
+  other upstream is aggregated under ``OVERFLOW`` (``server.address="_other"``, ``server.port=0``,
+  ``hardening.circuit.name="_other"``). Counters stay monotonic across eviction: an evicted
+  upstream's counts (and any call still finishing on it) go to a tally kept per series name.
 """
 
 from __future__ import annotations
@@ -9,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from otel_hardening._logging import logger
+from otel_hardening._logging import log_once, logger
 from otel_hardening.config import BudgetPolicy, CircuitPolicy
 from otel_hardening.http import telemetry as tm
 from otel_hardening.http.budget import RetryBudget
@@ -24,16 +38,24 @@ from otel_hardening.http.circuit import Circuit
 from otel_hardening.http.redaction import upstream_name
 from otel_hardening.http.storage import make_storage
 
+OVERFLOW = "_other"
+"""The upstream name, ``server.address`` and circuit name of every upstream past ``max_series``."""
+DEFAULT_MAX_UPSTREAMS = 1000
+DEFAULT_MAX_SERIES = 100
+IDLE_EVICT = 600.0
+"""Seconds without a request after which an upstream with a closed circuit is forgotten."""
+_SWEEP_EVERY = 60.0
+
 
 @dataclass(frozen=True)
 class UpstreamSnapshot:
     """What the health model reads about one upstream. Counters are monotonic since start."""
 
     name: str
-    """Upstream authority as ``scheme://host:port``; never userinfo, path or query."""
+    """Upstream authority as ``scheme://host:port`` (or ``_other``); never userinfo, path or query."""
     host: str
     circuit_state: str
-    """``closed`` | ``open`` | ``half_open``."""
+    """``closed`` | ``open`` | ``half_open`` (for ``_other``: the worst of its circuits)."""
     calls: int
     """Logical calls finished."""
     attempts: int
@@ -45,68 +67,153 @@ class UpstreamSnapshot:
     """Logical calls the open circuit rejected without I/O (also counted in ``failures``)."""
 
 
+class Tally:
+    """The counters of one upstream, or of a series' evicted upstreams."""
+
+    __slots__ = ("_lock", "attempts", "calls", "failures", "outcomes", "retries")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = self.attempts = self.retries = self.failures = 0
+        self.outcomes = dict.fromkeys(tm.OUTCOMES, 0)
+
+    def add(self, outcome: str, attempts: int) -> None:
+        with self._lock:
+            self.calls += 1
+            self.outcomes[outcome] += 1
+            self.attempts += attempts
+            self.retries += max(0, attempts - 1)
+            if outcome in tm.FAILED_OUTCOMES:
+                self.failures += 1
+
+    def merge(self, other: Tally) -> None:
+        """Add ``other``'s counts. Reads them without its lock: a collection may see one call half
+        counted, never a count going down."""
+        self.calls += other.calls
+        self.attempts += other.attempts
+        self.retries += other.retries
+        self.failures += other.failures
+        mine = self.outcomes
+        for outcome, n in other.outcomes.items():
+            if n:
+                mine[outcome] += n
+
+
+class Attrs:
+    """The attribute sets of one metric series (one named upstream, or ``_other``), made once."""
+
+    __slots__ = ("base", "circuit", "outcome", "retry", "state")
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        self.base: dict[str, Any] = {"server.address": host, "server.port": port}
+        self.outcome = {o: {**self.base, "hardening.outcome": o} for o in tm.OUTCOMES}
+        self.circuit: dict[str, Any] = {"hardening.circuit.name": name}
+        self.state = {s: {**self.circuit, "hardening.circuit.state": s} for s in tm.CIRCUIT_STATES}
+        self.retry: dict[str, dict[str, Any]] = {}
+
+    def retry_attrs(self, error_type: str) -> dict[str, Any]:
+        attrs = self.retry.get(error_type)
+        if attrs is None:
+            attrs = self.retry.setdefault(error_type, {**self.base, "error.type": error_type})
+        return attrs
+
+
+OVERFLOW_ATTRS = Attrs(OVERFLOW, OVERFLOW, 0)
+
+
 class Upstream:
+    __slots__ = (
+        "__weakref__",
+        "attrs",
+        "budget",
+        "circuit",
+        "host",
+        "last_used",
+        "name",
+        "port",
+        "series",
+        "tally",
+        "telemetry",
+    )
+
     def __init__(
         self, name: str, host: str, port: int, circuit: CircuitPolicy, budget: BudgetPolicy,
-        telemetry: tm.Telemetry,
+        telemetry: tm.Telemetry, named: bool = True,
     ) -> None:
         self.name = name
         self.host = host
         self.port = port
         self.telemetry = telemetry
+        self.series = name if named else OVERFLOW
+        self.attrs = Attrs(name, host, port) if named else OVERFLOW_ATTRS
         self.budget = RetryBudget(budget)
         self.circuit = Circuit(name, circuit, make_storage(circuit.storage, name), self._state_changed)
-        self._lock = threading.Lock()
-        self.calls = self.attempts = self.retries = self.failures = 0
-        self._outcomes = dict.fromkeys(tm.OUTCOMES, 0)
-        base = {"server.address": host, "server.port": port}
-        self.base_attrs: dict[str, Any] = base
-        self.outcome_attrs: dict[str, dict[str, Any]] = {o: {**base, "hardening.outcome": o} for o in tm.OUTCOMES}
-        self.circuit_attrs: dict[str, Any] = {"hardening.circuit.name": name}
-        self.state_attrs = {s: {**self.circuit_attrs, "hardening.circuit.state": s} for s in tm.CIRCUIT_STATES}
-        self._retry_attrs: dict[str, dict[str, Any]] = {}
+        self.tally = Tally()
+        self.last_used = time.monotonic()
+
+    @property
+    def base_attrs(self) -> dict[str, Any]:
+        return self.attrs.base
 
     def retry_attrs(self, error_type: str) -> dict[str, Any]:
-        attrs = self._retry_attrs.get(error_type)
-        if attrs is None:
-            attrs = self._retry_attrs.setdefault(error_type, {**self.base_attrs, "error.type": error_type})
-        return attrs
+        return self.attrs.retry_attrs(error_type)
 
     def started(self) -> None:
+        self.last_used = time.monotonic()
         self.budget.deposit()
 
     def finished(self, outcome: str, attempts: int, acted: bool) -> None:
-        with self._lock:
-            self.calls += 1
-            self._outcomes[outcome] += 1
-            self.attempts += attempts
-            self.retries += max(0, attempts - 1)
-            if outcome in tm.FAILED_OUTCOMES:
-                self.failures += 1
+        self.tally.add(outcome, attempts)
         if acted:
-            self.telemetry.retried_attempts.record(attempts, self.base_attrs)
-
-    def outcome_counts(self) -> dict[str, int]:
-        with self._lock:
-            return {o: n for o, n in self._outcomes.items() if n}
+            self.telemetry.retried_attempts.record(attempts, self.attrs.base)
 
     def _state_changed(self, circuit: Circuit, old: str, new: str) -> None:
-        self.telemetry.transitions.add(1, self.state_attrs[new])
+        self.telemetry.transitions.add(1, self.attrs.state[new])
         level = logging.WARNING if new == "open" else logging.INFO
         logger.log(level, "otel_hardening: circuit %s %s -> %s", self.name, old, new)
-        _notify_transition(self.name, old, new)
+        _notify_transition(self.series, old, new)
+
+
+_CIRCUIT_RANK = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass
+class Series:
+    """One metric series / health component: a named upstream, or ``_other`` and all it aggregates."""
+
+    name: str
+    host: str
+    attrs: Attrs
+    tally: Tally
+    states: dict[str, int]
+    """Circuits of the series in each state (a named upstream has one circuit)."""
+    budget: float
+    """Retries available (for ``_other``: the lowest of its upstreams)."""
 
     def snapshot(self) -> UpstreamSnapshot:
-        return UpstreamSnapshot(self.name, self.host, self.circuit.state, self.calls, self.attempts,
-                                self.retries, self.failures, self._outcomes[tm.REJECTED_CIRCUIT_OPEN])
+        t = self.tally
+        worst = max((s for s, n in self.states.items() if n), key=_CIRCUIT_RANK.__getitem__, default="closed")
+        return UpstreamSnapshot(self.name, self.host, worst, t.calls, t.attempts, t.retries, t.failures,
+                                t.outcomes[tm.REJECTED_CIRCUIT_OPEN])
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, max_upstreams: int = DEFAULT_MAX_UPSTREAMS, max_series: int = DEFAULT_MAX_SERIES) -> None:
         self._lock = threading.Lock()
         self._upstreams: dict[tuple[Any, ...], Upstream] = {}
+        self._named: set[str] = set()
+        self._retired: dict[tuple[tm.Telemetry, str], Series] = {}
+        self._swept = time.monotonic()
+        self.max_upstreams = max_upstreams
+        self.max_series = max_series
         self.generation = 0
-        """Bumped by clear(), so engines drop the upstreams they cached."""
+        """Bumped by clear() and by evictions, so engines drop the upstreams they cached."""
+
+    configured = False
+
+    def configure(self, max_upstreams: int, max_series: int) -> None:
+        self.max_upstreams, self.max_series = max_upstreams, max_series
+        self.configured = True
 
     def get(self, url: httpx.URL, circuit: CircuitPolicy, budget: BudgetPolicy,
             telemetry: tm.Telemetry) -> Upstream:
@@ -117,21 +224,82 @@ class Registry:
             with self._lock:
                 upstream = self._upstreams.get(key)
                 if upstream is None:
-                    upstream = Upstream(name, host, port, circuit, budget, telemetry)
+                    self._make_room()
+                    named = name in self._named or len(self._named) < self.max_series
+                    if named:
+                        self._named.add(name)
+                    upstream = Upstream(name, host, port, circuit, budget, telemetry, named)
                     self._upstreams[key] = upstream
         return upstream
 
-    def of(self, telemetry: tm.Telemetry) -> list[Upstream]:
+    def _make_room(self) -> None:
+        now = time.monotonic()
+        full = len(self._upstreams) >= self.max_upstreams
+        if not full and now - self._swept < _SWEEP_EVERY:
+            return
+        self._swept = now
+        closed = sorted((u.last_used, k) for k, u in self._upstreams.items() if u.circuit.is_closed_locally())
+        keep = int(self.max_upstreams * 0.9) if full else self.max_upstreams
+        excess = len(self._upstreams) - keep
+        evict = [k for i, (used, k) in enumerate(closed) if i < excess or now - used > IDLE_EVICT]
+        for k in evict:
+            self._retire(self._upstreams.pop(k))
+        if evict:
+            self.generation += 1
+        if len(self._upstreams) >= self.max_upstreams:
+            log_once("registry:full", logging.WARNING,
+                     "otel_hardening: %d upstreams have open circuits or are in use, more than "
+                     "OTEL_PYTHON_HARDENING_MAX_UPSTREAMS=%d; keeping them (an open circuit is never forgotten)",
+                     len(self._upstreams), self.max_upstreams)
+
+    def _retire(self, upstream: Upstream) -> None:
+        key = (upstream.telemetry, upstream.series)
+        retired = self._retired.get(key)
+        if retired is None:
+            retired = self._retired[key] = Series(upstream.series, upstream.attrs.base["server.address"],
+                                                  upstream.attrs, Tally(), {}, 0.0)
+        retired.tally.merge(upstream.tally)
+        upstream.tally = retired.tally  # a call still finishing on it counts there
+
+    def series(self, telemetry: tm.Telemetry | None = None) -> list[Series]:
+        """Every metric series (named upstreams, ``_other``) with its counts, live and evicted."""
         with self._lock:
-            return [u for u in self._upstreams.values() if u.telemetry is telemetry]
+            live = [u for u in self._upstreams.values() if telemetry is None or u.telemetry is telemetry]
+            retired = [s for (t, _), s in self._retired.items() if telemetry is None or t is telemetry]
+        out: dict[str, Series] = {}
+        for old in retired:
+            series = out.setdefault(old.name, Series(old.name, old.host, old.attrs, Tally(), {}, float("inf")))
+            with old.tally._lock:  # retired tallies are shared by late finishers: merge under their lock
+                series.tally.merge(old.tally)
+        for u in live:
+            found = out.get(u.series)
+            if found is None:
+                found = out[u.series] = Series(u.series, u.attrs.base["server.address"], u.attrs, Tally(), {},
+                                               float("inf"))
+            series = found
+            series.tally.merge(u.tally)
+            state = u.circuit.state
+            series.states[state] = series.states.get(state, 0) + 1
+            available = u.budget.available
+            if available < series.budget:
+                series.budget = available
+        for series in out.values():
+            if series.budget == float("inf"):
+                series.budget = 0.0
+        return list(out.values())
 
     def all(self) -> list[Upstream]:
         with self._lock:
             return list(self._upstreams.values())
 
+    def __len__(self) -> int:
+        return len(self._upstreams)
+
     def clear(self) -> None:
         with self._lock:
             self._upstreams.clear()
+            self._named.clear()
+            self._retired.clear()
             self.generation += 1
 
 
@@ -170,8 +338,8 @@ def track_client(client: httpx.Client | httpx.AsyncClient) -> None:
 
 
 def snapshot() -> list[UpstreamSnapshot]:
-    """Every upstream seen in this process, for the health model."""
-    return [u.snapshot() for u in REGISTRY.all()]
+    """One entry per named upstream and one ``_other`` for the rest (bounded), for the health model."""
+    return [s.snapshot() for s in REGISTRY.series()]
 
 
 def open_client_count() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otel_hardening._version import __version__
 
 if TYPE_CHECKING:
-    from otel_hardening.http.registry import Upstream
+    from otel_hardening.http.registry import Series, Upstream
 
 SCOPE = "otel_hardening"
 
@@ -44,11 +45,12 @@ class Telemetry:
         self,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
-        upstreams: Callable[[], Iterable[Upstream]] | None = None,
+        series: Callable[[], Iterable[Series]] | None = None,
     ) -> None:
         self.tracer = trace.get_tracer(SCOPE, __version__, tracer_provider)
         meter = metrics.get_meter(SCOPE, __version__, meter_provider)
-        self._upstreams = upstreams or (lambda: ())
+        self._all_series = series or (lambda: ())
+        self._collection: tuple[float, list[Series]] | None = None
         # Counted in plain integers per upstream and read on the reader's schedule: a synchronous
         # counter costs 20-50 us per call in the SDK (exemplar sampling), several times the
         # whole hot path of this layer.
@@ -78,24 +80,36 @@ class Telemetry:
             "hardening.retry.budget.available", callbacks=[self._observe_budgets], unit="{retry}",
             description="Retries the upstream's retry budget would allow right now.")
 
+    def _series(self, fresh: bool = False) -> list[Series]:
+        """The series, gathered once per collection: the SDK runs the observable callbacks in the
+        order the instruments were made, so the first (calls) gathers and the next three reuse it."""
+        memo = self._collection
+        now = time.monotonic()
+        if fresh or memo is None or now - memo[0] > 1.0:
+            memo = self._collection = (now, list(self._all_series()))
+        return memo[1]
+
+    # One observation per series: a named upstream, or "_other" aggregating the rest (registry.py).
     def _observe_calls(self, options: CallbackOptions) -> Iterable[Observation]:
-        for upstream in self._upstreams():
-            for outcome, count in upstream.outcome_counts().items():
-                yield Observation(count, upstream.outcome_attrs[outcome])
+        for series in self._series(fresh=True):
+            for outcome, count in series.tally.outcomes.items():
+                if count:
+                    yield Observation(count, series.attrs.outcome[outcome])
 
     def _observe_attempts(self, options: CallbackOptions) -> Iterable[Observation]:
-        for upstream in self._upstreams():
-            yield Observation(upstream.attempts, upstream.base_attrs)
+        for series in self._series():
+            yield Observation(series.tally.attempts, series.attrs.base)
 
     def _observe_circuits(self, options: CallbackOptions) -> Iterable[Observation]:
-        for upstream in self._upstreams():
-            current = upstream.circuit.state
-            for state in CIRCUIT_STATES:
-                yield Observation(1 if state == current else 0, upstream.state_attrs[state])
+        for series in self._series():
+            if series.states:  # only series with live circuits
+                for state in CIRCUIT_STATES:
+                    yield Observation(series.states.get(state, 0), series.attrs.state[state])
 
     def _observe_budgets(self, options: CallbackOptions) -> Iterable[Observation]:
-        for upstream in self._upstreams():
-            yield Observation(upstream.budget.available, upstream.circuit_attrs)
+        for series in self._series():
+            if series.states:
+                yield Observation(series.budget, series.attrs.circuit)
 
 
 def span_attributes(upstream: Upstream, method: str) -> dict[str, Any]:

@@ -22,11 +22,12 @@ local slo = import '../rules/slo.libsonnet';
           },
           b.severity,
           '{{ $labels.%s }} burns its error budget for {{ $labels.server_address }}:{{ $labels.server_port }} %gx too fast.' % [c.serviceLabel, b.factor],
-          'Over the last %(long)s (and %(short)s), {{ $value | humanizePercentage }} of the logical calls of {{ $labels.%(s)s }} to {{ $labels.server_address }}:{{ $labels.server_port }} failed after hardening (SLO %(slo)g success): at this rate the 30-day error budget lasts %(days)g days.' % {
+          'Over the last %(long)s (and %(short)s), {{ $value | humanizePercentage }} of the logical calls of {{ $labels.%(s)s }} to {{ $labels.server_address }}:{{ $labels.server_port }} failed after hardening (SLO %(slo)g success). This pair of windows fires at %(f)gx the sustainable rate, which spends a 30-day error budget in %(days)g days.' % {
             long: b.long,
             short: b.short,
             s: c.serviceLabel,
             slo: c.sloTarget,
+            f: b.factor,
             days: std.round(300 / b.factor) / 10,
           },
           a.dashboard('http'),

@@ -76,7 +76,7 @@ local g = import '../lib/grafana.libsonnet';
         g.stateTimeline(
           'Circuit state',
           'Circuit breaker state per upstream and process: green closed, orange half_open (trial requests), red open (calls rejected without I/O). Open bands that repeat = the upstream is still down after each reset timeout. Check the upstream itself; the app gets rejected_circuit_open errors meanwhile.',
-          [g.prom('max by (hardening_circuit_name, instance) (2 * hardening_circuit_state{%s, hardening_circuit_state="open"} + hardening_circuit_state{%s, hardening_circuit_state="half_open"})' % [s.circuit, s.circuit], '{{hardening_circuit_name}} {{instance}}')],
+          [g.prom('2 * max by (job, instance, hardening_circuit_name) (hardening_circuit_state{%s, hardening_circuit_state="open"}) + max by (job, instance, hardening_circuit_name) (hardening_circuit_state{%s, hardening_circuit_state="half_open"})' % [s.circuit, s.circuit], '{{hardening_circuit_name}} {{instance}}')],
           'none',
           circuitMappings,
           w=16,

@@ -48,7 +48,11 @@ local g = import '../lib/grafana.libsonnet';
           'Dropped by exporters (send or enqueue failed)',
           'Items per second an exporter failed to send after its retries, or could not queue because the queue was full: this telemetry is lost. Check the backend of that exporter (Tempo, Loki) and the queue panel. Fires HardeningTelemetryDropping above %g %% of the items.' % (c.telemetryDropRatio * 100),
           perSignal('otelcol_exporter_send_failed_%s_total', 'exporter', 'send failed {{exporter}}')
-          + perSignal('otelcol_exporter_enqueue_failed_%s_total', 'exporter', 'enqueue failed {{exporter}}'),
+          + [
+            // The enqueue-failed counter appears at the first failure: 0 until then.
+            g.prom('sum by (exporter) (rate(otelcol_exporter_enqueue_failed_%(s)s_total{%(sel)s}[$__rate_interval])) or sum by (exporter) (rate(otelcol_exporter_sent_%(s)s_total{%(sel)s}[$__rate_interval])) * 0' % { s: signal, sel: sel }, '%s enqueue failed {{exporter}}' % signal)
+            for signal in c.telemetrySignals
+          ],
           'short',
           w=12,
           steps=[[null, 'green'], [1, 'red']]

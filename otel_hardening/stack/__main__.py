@@ -49,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, url in stack.urls().items():
                 print(f"{name + ':':14}{url}")
             if stack.runs("grafana"):
-                where = ("generated for this run" if stack.grafana_password_generated
-                         else "from GRAFANA_ADMIN_PASSWORD")
-                print(f"{'':14}login admin / {stack.grafana_admin_password}  ({where}; anonymous: viewer)")
+                # A password the user chose is not echoed (terminal scrollback, CI logs).
+                login = (f"admin / {stack.grafana_admin_password}  (generated for this run)"
+                         if stack.grafana_password_generated else "admin / $GRAFANA_ADMIN_PASSWORD")
+                print(f"{'':14}login {login}; anonymous users are viewers")
             print(f"{'copies:':14}{stack.traces_file}, {stack.logs_file}")
             print(f"{'process logs:':14}{run_dir}/*.log")
         elif args.command == "down":

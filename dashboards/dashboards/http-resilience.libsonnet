@@ -16,6 +16,15 @@ local g = import '../lib/grafana.libsonnet';
         'p%d {{server_address}}' % std.round(q * 100),
         exemplar=true
       );
+    // Outcome colours, the same on every panel: greens fine, orange rejected, red failed.
+    local outcomeColors = [
+      g.colorOverride('/ success$/', 'green'),
+      g.colorOverride('/ success_after_retry$/', 'light-green'),
+      g.colorOverride('/ failure$/', 'red'),
+      g.colorOverride('/ failure_after_retry$/', 'dark-red'),
+      g.colorOverride('/ rejected_circuit_open$/', 'orange'),
+      g.colorOverride('/ rejected_retry_budget$/', 'yellow'),
+    ];
     local traceLinks = [g.fieldOverride('traceID', [{
       id: 'links',
       value: [{
@@ -33,7 +42,8 @@ local g = import '../lib/grafana.libsonnet';
           [g.prom('sum by (server_address, hardening_outcome) (rate(%s))' % calls(), '{{server_address}} {{hardening_outcome}}')],
           'reqps',
           w=12,
-          stack=true
+          stack=true,
+          overrides=outcomeColors
         ),
         g.timeseries(
           'Success ratio (logical calls)',
@@ -69,7 +79,8 @@ local g = import '../lib/grafana.libsonnet';
           [g.prom('sum by (server_address, hardening_outcome) (rate(%s))' % calls(', hardening_outcome!~"%s"' % success), '{{server_address}} {{hardening_outcome}}')],
           'reqps',
           w=8,
-          stack=true
+          stack=true,
+          overrides=outcomeColors
         ),
       ],
       [
@@ -106,7 +117,8 @@ local g = import '../lib/grafana.libsonnet';
           [g.prom('sum by (server_address, hardening_outcome) (rate(%s))' % calls(', hardening_outcome=~"rejected_.+"'), '{{server_address}} {{hardening_outcome}}')],
           'reqps',
           w=8,
-          stack=true
+          stack=true,
+          overrides=outcomeColors
         ),
         g.timeseries(
           'Retry budget available',

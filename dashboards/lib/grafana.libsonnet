@@ -40,7 +40,7 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
   traceql(query, limit):: { query: query, queryType: 'traceql', limit: limit, tableType: 'traces' },
 
   // ---- Panels ------------------------------------------------------------------------------------
-  timeseries(title, description, targets, unit, w=12, h=8, steps=[[null, 'green']], stack=false, min=null, max=null)::
+  timeseries(title, description, targets, unit, w=12, h=8, steps=[[null, 'green']], stack=false, min=null, max=null, overrides=[])::
     panel('timeseries', title, description, 'prometheus', targets, unit, w, h) {
       fieldConfig+: {
         defaults+: {
@@ -57,6 +57,7 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
             thresholdsStyle: { mode: if std.length(steps) > 1 then 'line+area' else 'off' },
           },
         },
+        overrides: overrides,
       },
       options: {
         legend: { displayMode: 'table', placement: 'bottom', calcs: ['lastNotNull', 'max'], showLegend: true },
@@ -121,6 +122,11 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
 
   // Overrides that give one field (by name) a unit, or links.
   fieldOverride(name, properties):: { matcher: { id: 'byName', options: name }, properties: properties },
+  // A fixed colour for every series whose name matches the regex.
+  colorOverride(regex, color):: {
+    matcher: { id: 'byRegexp', options: regex },
+    properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: color } }],
+  },
 
   // ---- Variables ---------------------------------------------------------------------------------
   datasourceVariable(type, label, default):: {

@@ -3,6 +3,7 @@ provisioned data source, and dashboard-linter --strict clean (exceptions in dash
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,29 @@ def test_dashboard_linter_strict(dashboard_linter: Path, name: str) -> None:
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_logql_targets_parse(dashboard_linter: Path, tmp_path: Path) -> None:
+    """Every Loki query is valid LogQL, by the Loki parser inside dashboard-linter: its LogQL rule
+    only reads query panels of a dashboard whose first data source variable is Loki, so each Loki
+    target is linted in such a dashboard of its own."""
+    queries = [(f"{board['title']} / {p['title']}", t["expr"]) for board in built_dashboards().values()
+               for p in panels(board) for t in p["targets"] if t["datasource"]["type"] == "loki"]
+    assert len(queries) >= 3
+    loki = {"type": "loki", "uid": "${loki_datasource}"}
+    for i, (where, expr) in enumerate(queries):
+        board = {
+            "title": "logql", "editable": False,
+            "templating": {"list": [{"type": "datasource", "name": "loki_datasource", "label": "Loki data source",
+                                     "query": "loki", "current": {"text": "loki", "value": "loki"}},
+                                    *[v for v in built_dashboards()["hardening-health.json"]["templating"]["list"]
+                                      if v["type"] == "query"]]},
+            "panels": [{"type": "timeseries", "title": "q", "description": "q", "datasource": loki,
+                        "fieldConfig": {"defaults": {"unit": "short"}},
+                        "targets": [{"expr": expr, "datasource": loki}]}],
+        }
+        path = tmp_path / f"logql{i}.json"
+        path.write_text(json.dumps(board))
+        result = subprocess.run([str(dashboard_linter), "lint", str(path)], capture_output=True, text=True)
+        out = result.stdout + result.stderr
+        assert "invalid logql" not in out.lower(), f"{where}: {expr}\n{out}"

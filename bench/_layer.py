@@ -114,6 +114,8 @@ def profile(spec: dict[str, Any]) -> dict[str, Any]:
                          "self_us": tottime / n * 1e6, "cumulative_us": cumtime / n * 1e6})
     rows.sort(key=lambda r: -r["self_us"])
     layer_self = sum(r["self_us"] for r in rows)
+    for r in rows:
+        r["share_pct"] = r["self_us"] / layer_self * 100
     out: dict[str, Any] = {"layer_top": rows[:15], "layer_self_us_profiled": layer_self}
     url = spec.get("url")
     if url:

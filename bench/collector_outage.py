@@ -101,7 +101,7 @@ def run(url: str, quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     except StackError as exc:
         _upstream.loud(f"collector outage benchmark SKIPPED: {exc}")
         return {"skipped": str(exc)}
-    spec = {"url": url, "requests": 300 if quick else 2000, "spans": 20_000 if quick else 100_000}
+    spec = {"url": url, "requests": 100 if quick else 2000, "spans": 5_000 if quick else 100_000}
     rounds = 1 if quick else 3
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in SCENARIOS}
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as run_dir:

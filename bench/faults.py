@@ -167,9 +167,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     _variants.setup(2, 60.0)  # traced, as a real app: spans and events of the fault paths cost too
     return {
         "reject_open": reject_open(2000 if quick else 20000),
-        "outage_high_rate": outage_high_rate(2.0 if quick else 8.0),
-        "peer_outage_high_rate": peer_outage_high_rate(2.0 if quick else 8.0),
-        "outage_low_rate": outage_low_rate(2.0, 2.0 if quick else 10.0),
+        "outage_high_rate": outage_high_rate(1.0 if quick else 10.0),
+        "peer_outage_high_rate": peer_outage_high_rate(1.0 if quick else 10.0),
+        "outage_low_rate": outage_low_rate(2.0, 1.0 if quick else 10.0),
     }
 
 

@@ -44,3 +44,4 @@ class Snap:
     attempts: int = 0
     retries: int = 0
     failures: int = 0
+    rejected: int = 0

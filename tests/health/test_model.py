@@ -292,3 +292,32 @@ def test_the_latest_leak_hunt_is_summarised_in_health_details(clock: FakeClock) 
         assert entry["componentType"] == "system" and entry["observedValue"] == comp.observed_value
     finally:
         resources.stop()
+
+
+def test_rejected_calls_are_the_circuits_news_not_errors() -> None:
+    snaps = [Snap("http://a:80", "a", "closed")]
+    ups = Upstreams(cfg(window=60, min_calls=10), lambda: snaps)
+    ups.components(0)
+    # 20 calls: 5 real failures opened the circuit, then 100 calls were rejected without I/O
+    snaps = [Snap("http://a:80", "a", "open", calls=120, attempts=20, failures=105, rejected=100)]
+    comps = by_name(ups.components(10))
+    assert comps["http://a:80:errors"].reason.startswith("5 of 20 calls failed")
+    assert comps["http://a:80:errors"].status is D  # 0.25: degraded, not critical from rejections
+    assert comps["http://a:80:circuit"].reason == "circuit open: calls are rejected (100 calls rejected over 60s)"
+
+
+def test_the_error_window_restarts_when_the_circuit_closes() -> None:
+    snaps = [Snap("http://a:80", "a", "closed", calls=20, attempts=20, failures=0)]
+    ups = Upstreams(cfg(window=60, min_calls=10), lambda: snaps)
+    ups.components(0)
+    snaps = [Snap("http://a:80", "a", "open", calls=40, attempts=40, failures=20)]
+    assert by_name(ups.components(5))["http://a:80:errors"].status is C  # 20 of 20 failed
+    snaps = [Snap("http://a:80", "a", "closed", calls=41, attempts=41, failures=20)]  # the trial succeeded
+    comps = by_name(ups.components(10))
+    assert comps["http://a:80:errors"].status is H  # counted from the close: 0 calls yet
+    snaps = [Snap("http://a:80", "a", "closed", calls=61, attempts=61, failures=21)]
+    comps = by_name(ups.components(20))
+    assert comps["http://a:80:errors"].reason.startswith("1 of 20 calls failed")
+    snaps = [Snap("http://a:80", "a", "closed", calls=81, attempts=81, failures=21)]
+    ups.components(80)  # the close is older than the window: back to the sliding window
+    assert not ups._closed_at

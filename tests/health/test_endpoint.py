@@ -22,7 +22,7 @@ class Env:
         self.config = HealthConfig(**base)  # type: ignore[arg-type]
         self.monitor = Monitor(self.config, upstreams=lambda: [Snap("http://api:80", "api", self.state)],
                                resources=lambda: None, on_change=lambda p, r: None)
-        self.server = HealthServer(self.config, self.monitor.evaluate, self.monitor.alive)
+        self.server = HealthServer(self.config, self.monitor.evaluate, self.monitor.alive, self.monitor.ready)
         self.server.start()
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
 
@@ -138,6 +138,7 @@ def test_livez_ignores_dependencies_but_fails_when_sampler_is_dead(make_env: typ
         env.monitor._thread.join(5)
         r = env.get("/livez")
         assert r.status_code == 503 and r.json() == {"status": "fail"}
+        assert env.get("/readyz").status_code == 503  # its answers would be stale: not ready either
     finally:
         env.monitor.stop()
 

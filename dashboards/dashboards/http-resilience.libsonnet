@@ -2,6 +2,7 @@
 // latency) and the traces of the requests it retried or gave up on.
 local common = import '../lib/common.libsonnet';
 local g = import '../lib/grafana.libsonnet';
+local slo = import '../rules/slo.libsonnet';
 
 {
   new(c)::
@@ -41,7 +42,7 @@ local g = import '../lib/grafana.libsonnet';
           'Logical calls (one per request the app made, however many attempts) per second by upstream and outcome. success/success_after_retry are fine; failure_after_retry = retries did not help; rejected_circuit_open = the circuit refused without I/O; rejected_retry_budget = a retry was wanted but the budget was spent. Growing non-success bands: check the upstream, then the circuit and retry panels below.',
           [g.prom('sum by (server_address, hardening_outcome) (rate(%s))' % calls(), '{{server_address}} {{hardening_outcome}}')],
           'reqps',
-          w=12,
+          w=8,
           stack=true,
           overrides=outcomeColors
         ),
@@ -50,9 +51,24 @@ local g = import '../lib/grafana.libsonnet';
           'Share of logical calls ending in %s per upstream: what the app experiences after retries. Below the SLO target (%g, red line) the error budget burns and the HardeningUpstreamErrorBudgetBurn alerts may fire: see which outcomes grow in the panel on the left.' % [std.join(' or ', c.successOutcomes), c.sloTarget],
           [g.prom('sum by (server_address) (rate(%s)) / sum by (server_address) (rate(%s))' % [calls(', hardening_outcome=~"%s"' % success), calls()], '{{server_address}}')],
           'percentunit',
-          w=12,
+          w=8,
           steps=[[null, 'red'], [c.sloTarget, 'green']],
           max=1
+        ),
+        g.timeseries(
+          'Error budget burn rate (SLO)',
+          'How fast each upstream spends its error budget (SLO %g success): 1 = the budget lasts exactly the 30-day window; the burn-rate alerts fire when both windows of a pair are above its factor (%s). From the recording rules of the burn-rate alerts, per service (all instances).' % [
+            c.sloTarget,
+            std.join(', ', ['%s/%s > %gx' % [b.long, b.short, b.factor] for b in c.burnRateAlerts]),
+          ],
+          [
+            g.prom('%s{job=~"$job", server_address=~"$upstream"} / (1 - %g)' % [slo.errorRatio(w), c.sloTarget], '%s {{server_address}}' % w)
+            for w in std.set([b.short for b in c.burnRateAlerts][0:1] + [b.long for b in c.burnRateAlerts][0:2])
+          ],
+          'none',
+          w=8,
+          steps=[[null, 'green'], [1, 'orange'], [c.burnRateAlerts[1].factor, 'red']],
+          min=0
         ),
       ],
       [

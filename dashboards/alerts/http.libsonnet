@@ -12,7 +12,8 @@ local alerting = import '../lib/alerting.libsonnet';
         a.alert(
           'HardeningCircuitOpen',
           // Worst state over the window: open -> half_open -> open cycles do not resolve it.
-          'max by (%s, %s, hardening_circuit_name) (max_over_time(hardening_circuit_state{%s, hardening_circuit_state="open"}[%s])) == 1'
+          // `>= 1`: for `_other` (the aggregated upstreams) the gauge counts the open circuits.
+          'max by (%s, %s, hardening_circuit_name) (max_over_time(hardening_circuit_state{%s, hardening_circuit_state="open"}[%s])) >= 1'
           % [c.serviceLabel, c.instanceLabel, c.hardeningSelector, c.circuitOpenWindow],
           'warning',
           'Circuit {{ $labels.hardening_circuit_name }} of {{ $labels.%s }} is open.' % c.serviceLabel,

@@ -103,7 +103,8 @@ local slo = import '../rules/slo.libsonnet';
         g.stateTimeline(
           'Circuit state',
           'Circuit breaker state per upstream and process: green closed, orange half_open (trial requests), red open (calls rejected without I/O). Open bands that repeat = the upstream is still down after each reset timeout. Check the upstream itself; the app gets rejected_circuit_open errors meanwhile.',
-          [g.prom('2 * max by (job, instance, hardening_circuit_name) (hardening_circuit_state{%s, hardening_circuit_state="open"}) + max by (job, instance, hardening_circuit_name) (hardening_circuit_state{%s, hardening_circuit_state="half_open"})' % [s.circuit, s.circuit], '{{hardening_circuit_name}} {{instance}}')],
+          // For `_other` the state gauge counts circuits: the worst state present wins.
+          [g.prom('clamp_max(2 * clamp_max(max by (job, instance, hardening_circuit_name) (hardening_circuit_state{%s, hardening_circuit_state="open"}), 1) + clamp_max(max by (job, instance, hardening_circuit_name) (hardening_circuit_state{%s, hardening_circuit_state="half_open"}), 1), 2)' % [s.circuit, s.circuit], '{{hardening_circuit_name}} {{instance}}')],
           'none',
           circuitMappings,
           w=16,
@@ -112,7 +113,7 @@ local slo = import '../rules/slo.libsonnet';
         g.stat(
           'Time spent open (dashboard range)',
           'Share of the dashboard time range each circuit was open (average over its processes). More than a few percent: the upstream is unreliable for this service; consider a fallback, or mark it non-critical (OTEL_PYTHON_HARDENING_HEALTH_NONCRITICAL) if the service can live without it.',
-          [g.prom('avg by (hardening_circuit_name) (avg_over_time(hardening_circuit_state{%s, hardening_circuit_state="open"}[$__range]))' % s.circuit, '{{hardening_circuit_name}}', instant=true)],
+          [g.prom('avg by (hardening_circuit_name) (avg_over_time(clamp_max(hardening_circuit_state{%s, hardening_circuit_state="open"}, 1)[$__range:]))' % s.circuit, '{{hardening_circuit_name}}', instant=true)],
           'percentunit',
           w=8,
           h=8,

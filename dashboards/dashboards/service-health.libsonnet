@@ -30,10 +30,20 @@ local g = import '../lib/grafana.libsonnet';
           'Health status of each selected process (job / instance). A single red process among green ones points at that host or pod (fds, memory), all red at a shared dependency (an upstream circuit).',
           [g.prom(statusExpr('job, instance', s.app), '{{job}} {{instance}}', instant=true)],
           'none',
-          w=18,
+          w=12,
           h=6,
           steps=statusSteps,
           mappings=statusMappings
+        ),
+        g.stat(
+          'Ready (can serve)',
+          'Readiness of each process (/readyz): not ready only when its own resources (fds, memory) are critical, its resource sampler died, or a required dependency (OTEL_PYTHON_HARDENING_HEALTH_REQUIRED) is critical. An optional upstream down makes the status critical but leaves the process ready. Not ready: take it out of the load balancer, fix fds/memory, or restart it.',
+          [g.prom('min by (job, instance) (hardening_health_ready{%s})' % s.app, '{{job}} {{instance}}', instant=true)],
+          'none',
+          w=6,
+          h=6,
+          steps=[[null, 'red'], [1, 'green']],
+          mappings=g.valueMappings([[0, 'not ready', 'red'], [1, 'ready', 'green']])
         ),
       ],
       [

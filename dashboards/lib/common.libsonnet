@@ -8,8 +8,9 @@ local g = import 'grafana.libsonnet';
     app: 'job=~"$job", instance=~"$instance", %s' % c.hardeningSelector,
     // ... and of the selected upstreams (HTTP metrics label an upstream by host and port).
     upstream: self.app + ', server_address=~"$upstream"',
-    // Circuit metrics name the upstream scheme://host:port.
-    circuit: self.app + ', hardening_circuit_name=~"[a-z]+://($upstream):[0-9]+"',
+    // Circuit metrics name the upstream scheme://host:port, or `_other` (the upstreams beyond the
+    // first MAX_UPSTREAM_SERIES, aggregated; server_address is `_other` for them too).
+    circuit: self.app + ', hardening_circuit_name=~"[a-z]+://($upstream):[0-9]+|($upstream)"',
 
     datasourceVariables: [
       g.datasourceVariable('prometheus', 'Prometheus data source', c.datasources.prometheus),

@@ -57,6 +57,9 @@ APP_ENV = {
     "OTEL_BLRP_SCHEDULE_DELAY": "500",
     "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
     "OTEL_EXPORTER_OTLP_INSECURE": "true",
+    # Stable HTTP semantic conventions (README, "The pipeline"): attempt spans carry server.address,
+    # which the per-attempt latency panel groups span metrics by.
+    "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
     "OTEL_PYTHON_HARDENING_RETRY_MAX_ATTEMPTS": "3",
     "OTEL_PYTHON_HARDENING_RETRY_BACKOFF_INITIAL": "0.01",
     "OTEL_PYTHON_HARDENING_RETRY_BACKOFF_MAX": "0.05",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -57,3 +58,26 @@ def test_build_fails_loudly_and_keeps_the_previous_build(jsonnet: Path, tmp_path
                             env={**os.environ, "JSONNET": str(jsonnet)})
     assert result.returncode != 0
     assert (out / "rules" / "alerts.yaml").read_text() == "previous"
+
+
+def test_config_is_applied_everywhere(jsonnet: Path) -> None:
+    """node-mixin's trap: a threshold or selector half-applied. Override config.libsonnet's values and
+    none of the defaults may be left in any dashboard, alert or recording rule."""
+    overrides = {
+        "hardeningSelector": 'job=~"zz.*"', "collectorSelector": 'job="zz-collector"',
+        "scrapeTargetSelector": 'job="zz-scrape"', "sloTarget": 0.975, "fdWarningRatio": 0.71,
+        "fdCriticalRatio": 0.93, "telemetryDropRatio": 0.033, "retryBudgetRatio": 0.35,
+        "criticalFor": "17s", "fdCriticalFor": "19s", "grafanaUrl": "https://zz.example", "runbookUrl": "https://zz.example/rb.md",
+    }
+    code = (f"local m = (import 'mixin.libsonnet') + {{ _config+:: {json.dumps(overrides)} }};"
+            "[m.grafanaDashboards, m.prometheusAlerts, m.prometheusRules]")
+    result = subprocess.run([str(jsonnet), "-J", str(MIXIN), "-e", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    defaults = ['job!=\\"\\"', "otel-collector-self", "(1 - 0.99)", "> 0.8 ", "> 0.95", "> 0.01",
+                "> 1.2", '"20s"', "127.0.0.1:3000", "docs/runbooks.md#"]
+    left = [d for d in defaults if d in text]
+    assert not left, f"defaults still in the output after overriding config.libsonnet: {left}"
+    for value in ('job=~\\"zz.*\\"', 'job=\\"zz-collector\\"', "(1 - 0.975)", "> 0.71", "> 0.93", "> 0.033",
+                  "> 1.35", '"17s"', "https://zz.example/d/", "https://zz.example/rb.md#"):
+        assert value in text, value

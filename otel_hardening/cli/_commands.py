@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from otel_hardening.cli import PROG, CommandError
 
@@ -33,9 +34,29 @@ def stack(argv: list[str]) -> int:
     from otel_hardening.stack.__main__ import main as stack_main
 
     try:
-        return stack_main(argv)
+        status = stack_main(argv)
     except SystemExit as exc:  # its argparse: --help (0) or a bad option (2, message already printed)
         return exc.code if isinstance(exc.code, int) else 2
+    if argv[0] == "status":
+        _print_urls(argv)
+    return status
+
+
+def _print_urls(argv: list[str]) -> None:
+    """After ``status``: the URLs ``up`` printed, again (they are on free ports, so not guessable)."""
+    from otel_hardening.stack import LocalStack, StackError
+    from otel_hardening.stack.__main__ import _default_run_dir
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--run-dir", type=Path, default=_default_run_dir())
+    run_dir = parser.parse_known_args(argv[1:])[0].run_dir
+    try:
+        stack = LocalStack.load(run_dir)
+        print(f"OTEL_EXPORTER_OTLP_ENDPOINT={stack.otlp_grpc_endpoint}")
+        for name, url in stack.urls().items():
+            print(f"{name + ':':14}{url}")
+    except (StackError, OSError, AttributeError):
+        pass  # status already said what is wrong
 
 
 def dashboards_build() -> int:

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.dashboards.conftest import BUILD, ROOT, RULE_TESTS, built_alerts, built_dashboards, built_records, load_yaml
 from tests.dashboards.promql import documented_names, metric_names, variable_metric_names
@@ -75,6 +76,8 @@ def test_every_metric_name_is_known() -> None:
         for var in board["templating"]["list"]:
             if var["type"] == "query":
                 used[f"{file} / ${var['name']}"] = variable_metric_names(var["query"])
+    for i, query in enumerate(doc_promql()):
+        used[f"docs query {i}: {query}"] = metric_names(query)
     unknown = {where: sorted(names - known) for where, names in used.items() if names - known}
     assert not unknown, f"unknown metric names (typo, or missing from docs/telemetry.md): {unknown}"
     assert sum(map(len, used.values())) > 50, "too few names found: the extraction is broken"
@@ -190,3 +193,25 @@ def test_alertmanager_routes_by_severity_and_inhibits_warnings_under_critical() 
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):
             assert hook["send_resolved"] is True, receiver["name"]
+
+
+def doc_promql() -> list[str]:
+    """The PromQL users are given in docs/runbooks.md and the README."""
+    queries = []
+    for doc in (RUNBOOKS, ROOT / "README.md"):
+        for line in doc.read_text().splitlines():
+            if "PromQL" in line or "Prometheus:" in line:
+                queries += re.findall(r"`([^`]*[({][^`]*)`", line)
+    return queries
+
+
+def test_promql_in_the_docs_parses(promtool: str, tmp_path: Path) -> None:
+    """promtool parses each query of the docs as a recording rule."""
+    queries = doc_promql()
+    assert len(queries) >= 10, queries
+    rules = {"groups": [{"name": "docs", "rules": [
+        {"record": f"docs:query{i}", "expr": q.replace("$service", "shop")} for i, q in enumerate(queries)]}]}
+    path = tmp_path / "docs.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 from opentelemetry import metrics, trace
@@ -19,8 +19,8 @@ from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, 
 from otel_hardening.http.engine import Engine
 from otel_hardening.http.pool import prepare_pool
 from otel_hardening.http.registry import REGISTRY, track_client
+from otel_hardening.http.send import AsyncHardenedSend, HardenedSend
 from otel_hardening.http.telemetry import Telemetry
-from otel_hardening.http.transport import AsyncHardenedTransport, HardenedTransport
 
 ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
 
@@ -85,23 +85,26 @@ def harden(
 
 
 def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> None:
-    """Wrap the client's transport and every mounted one; one already hardened gets the new engine."""
-    hardened: type[HardenedTransport | AsyncHardenedTransport]
-    hardened = AsyncHardenedTransport if isinstance(client, httpx.AsyncClient) else HardenedTransport
+    """Harden the client's per-request step in place (see send.py); a hardened one gets the new engine.
 
-    def wrap(t: Any) -> Any:
-        if t is None:
-            return None
-        if isinstance(t, hardened):
-            t.engine = engine
-            return t
-        prepare_pool(t)
-        return hardened(t, engine)
-
-    client._transport = wrap(client._transport)
-    client._mounts = {pattern: wrap(t) for pattern, t in client._mounts.items()}
+    The transports stay the application's own; their connection pools get the deadline (pool.py).
+    """
+    current = vars(client).get("_send_single_request")
+    if isinstance(current, (HardenedSend, AsyncHardenedSend)):
+        current.engine = engine
+        return
+    for transport in (client._transport, *client._mounts.values()):
+        if transport is not None:
+            prepare_pool(transport)
+    hardened: HardenedSend | AsyncHardenedSend
+    if isinstance(client, httpx.AsyncClient):
+        hardened = AsyncHardenedSend(client, engine)
+    else:
+        hardened = HardenedSend(client, engine)
+    hardened.previous = current  # someone else's instance-level step keeps running, per attempt
+    client._send_single_request = hardened  # type: ignore[method-assign]
     track_client(client)
 
 
 def is_hardened(client: httpx.Client | httpx.AsyncClient) -> bool:
-    return isinstance(client._transport, (HardenedTransport, AsyncHardenedTransport))
+    return isinstance(vars(client).get("_send_single_request"), (HardenedSend, AsyncHardenedSend))

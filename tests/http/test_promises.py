@@ -127,7 +127,7 @@ def test_attempt_failing_before_any_io_has_its_url_redacted(mode: str, traced_ht
     # before httpcore calls any trace hook
     harness = Harness(mode, traced_httpx, timeout=5.0)
     client = harness.aclient if mode == "async" else harness.client
-    client._transport.inner._pool._max_connections = 1  # type: ignore[attr-defined]
+    client._transport._pool._max_connections = 1  # type: ignore[attr-defined]
     server.default = Reply(200, body=b"x" * (2 << 20))  # more than the old 1 MiB read-ahead
     try:
         if mode == "async":

@@ -1,7 +1,28 @@
-"""httpx transports that harden whatever transport they wrap (sync and async faces of one engine).
+"""The hardened send of a client: circuit, retries and telemetry around each single request.
 
-The loop of one logical request: take a circuit permit, send one attempt through ``inner``, ask the
-engine whether and how long to wait, wait, repeat. What it guarantees the host application:
+**Design: the client's own per-request step is hardened in place; its transports are untouched.**
+httpx sends one request (one redirect hop) through ``Client._send_single_request``, which picks the
+transport for the URL (mounts included) and calls its ``handle_request``. ``harden()`` sets an
+instance attribute ``_send_single_request`` on the client: a small callable holding the engine,
+which runs the loop below and, for each attempt, calls the class's own ``_send_single_request``
+(a subclass's override included). So:
+
+- ``client._transport`` and ``client._mounts`` stay the objects the application made:
+  ``isinstance(client._transport, httpx.HTTPTransport)`` and ``transport._pool`` keep working;
+- ``HTTPXClientInstrumentor.instrument_client(client)`` wraps that transport's ``handle_request``,
+  which runs once per attempt: one CLIENT span per attempt, and ``uninstrument_client`` removes them;
+- transport-level mocks (respx, ``httpx.MockTransport``) see one call per attempt: only the
+  documented retries change their call counts;
+- httpx's own per-request work (cookies, ``response.elapsed``, its ``HTTP Request:`` log line) happens
+  per attempt, as it would for requests the application retried itself.
+
+Wrapping the transport instead (an ``httpx.BaseTransport`` around the original) would hide the
+transport's type and attributes from code that inspects them, and ``instrument_client`` would wrap
+the wrapper: one CLIENT span around all attempts. The one thing added under the transport is in
+pool.py (the deadline on sockets and the attempt's start).
+
+The loop of one logical request: take a circuit permit, send one attempt, ask the engine whether
+and how long to wait, wait, repeat. What it guarantees the host application:
 
 - Only httpx's errors (or the caller's) reach the caller. The engine's own bookkeeping runs under
   :func:`_guard`: if it ever fails, the failure is logged once and the request carries on unhardened
@@ -21,8 +42,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from types import TracebackType
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
@@ -76,17 +97,37 @@ def _give(last: Outcome) -> httpx.Response:
     return last
 
 
-class HardenedTransport(httpx.BaseTransport):
-    """Circuit breaker, retries and telemetry around ``inner``; each attempt goes through ``inner``."""
+def _decide(call: Call, step: Callable[[T], float | None], outcome: T) -> float | None:
+    """Seconds until the next attempt, or None: ``outcome`` is the answer (also if the engine failed)."""
+    try:
+        return _guard(call, step, outcome)
+    except _Broken:
+        return None
 
-    def __init__(self, inner: httpx.BaseTransport, engine: Engine) -> None:
-        self.inner = inner
+
+class HardenedSend:
+    """``client._send_single_request`` of a hardened ``httpx.Client``: the loop around each attempt."""
+
+    __slots__ = ("client", "engine", "previous")
+
+    def __init__(self, client: httpx.Client, engine: Engine) -> None:
+        self.client = weakref.ref(client)  # the client holds this; no reference cycle back
         self.engine = engine
+        self.previous: Callable[[httpx.Request], httpx.Response] | None = None
+        """An instance-level ``_send_single_request`` someone set before us (else the class's)."""
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def _attempt(self, request: httpx.Request) -> httpx.Response:
+        if self.previous is not None:
+            return self.previous(request)
+        client = self.client()
+        if client is None:
+            raise RuntimeError("the httpx client was garbage-collected while sending")
+        return type(client)._send_single_request(client, request)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
         call = _begin(self.engine, request)
         if call is None:
-            return self.inner.handle_request(request)
+            return self._attempt(request)
         last: Outcome = None
         try:
             while True:
@@ -100,10 +141,10 @@ class HardenedTransport(httpx.BaseTransport):
                 except _Broken:
                     if isinstance(last, httpx.Response):
                         last.close()
-                    return self.inner.handle_request(request)
+                    return self._attempt(request)
                 try:
                     with call.attempt_scope():
-                        response = self.inner.handle_request(request)
+                        response = self._attempt(request)
                 except Exception as exc:
                     delay = _decide(call, call.on_error, exc)
                     if delay is None:
@@ -121,37 +162,29 @@ class HardenedTransport(httpx.BaseTransport):
                 last.close()
             raise
 
-    def close(self) -> None:
-        self.inner.close()
 
-    def __enter__(self) -> HardenedTransport:
-        self.inner.__enter__()
-        return self
+class AsyncHardenedSend:
+    """``client._send_single_request`` of a hardened ``httpx.AsyncClient``; the engine is the same."""
 
-    def __exit__(self, exc_type: type[BaseException] | None = None, exc_value: BaseException | None = None,
-                 traceback: TracebackType | None = None) -> None:
-        self.inner.__exit__(exc_type, exc_value, traceback)
+    __slots__ = ("client", "engine", "previous")
 
-
-def _decide(call: Call, step: Callable[[T], float | None], outcome: T) -> float | None:
-    """Seconds until the next attempt, or None: ``outcome`` is the answer (also if the engine failed)."""
-    try:
-        return _guard(call, step, outcome)
-    except _Broken:
-        return None
-
-
-class AsyncHardenedTransport(httpx.AsyncBaseTransport):
-    """The async face of :class:`HardenedTransport`; the engine is the same."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, engine: Engine) -> None:
-        self.inner = inner
+    def __init__(self, client: httpx.AsyncClient, engine: Engine) -> None:
+        self.client = weakref.ref(client)
         self.engine = engine
+        self.previous: Callable[[httpx.Request], Awaitable[httpx.Response]] | None = None
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def _attempt(self, request: httpx.Request) -> httpx.Response:
+        if self.previous is not None:
+            return await self.previous(request)
+        client = self.client()
+        if client is None:
+            raise RuntimeError("the httpx client was garbage-collected while sending")
+        return await type(client)._send_single_request(client, request)
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
         call = _begin(self.engine, request)
         if call is None:
-            return await self.inner.handle_async_request(request)
+            return await self._attempt(request)
         last: Outcome = None
         try:
             while True:
@@ -165,10 +198,10 @@ class AsyncHardenedTransport(httpx.AsyncBaseTransport):
                 except _Broken:
                     if isinstance(last, httpx.Response):
                         await last.aclose()
-                    return await self.inner.handle_async_request(request)
+                    return await self._attempt(request)
                 try:
                     with call.attempt_scope():
-                        response = await self.inner.handle_async_request(request)
+                        response = await self._attempt(request)
                 except Exception as exc:
                     delay = _decide(call, call.on_error, exc)
                     if delay is None:
@@ -186,14 +219,3 @@ class AsyncHardenedTransport(httpx.AsyncBaseTransport):
                 with anyio.CancelScope(shield=True):
                     await last.aclose()
             raise
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def __aenter__(self) -> AsyncHardenedTransport:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None = None,
-                        exc_value: BaseException | None = None, traceback: TracebackType | None = None) -> None:
-        await self.inner.__aexit__(exc_type, exc_value, traceback)

@@ -1,9 +1,10 @@
 """Hardening httpx clients: one client (``harden``) or every client built after ``install()``.
 
-httpx has no public way to swap a client's transports after construction, so this module is the one
-place that touches ``client._transport`` and ``client._mounts``. It wraps them; it does not patch
-``HTTPTransport.handle_request`` (opentelemetry-instrumentation-httpx wraps that, and its
-``uninstrument()`` unwraps only the outermost wrapper), so each attempt still gets its CLIENT span.
+httpx has no public hook around one request, so this module is the one place that touches a client's
+internals: it sets the instance attribute ``_send_single_request`` (send.py explains why there and not
+around the transports) and gives the transports' pools the deadline (pool.py). It never patches a
+class: ``HTTPTransport.handle_request`` stays opentelemetry-instrumentation-httpx's to wrap, per class
+or per client, so each attempt gets its CLIENT span.
 """
 
 from __future__ import annotations

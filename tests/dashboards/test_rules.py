@@ -215,3 +215,13 @@ def test_promql_in_the_docs_parses(promtool: str, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(rules))
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("labels", "receiver"), [
+    (["severity=critical", "service=shop", "alertname=HardeningServiceCritical"], "critical"),
+    (["severity=warning", "service=shop", "alertname=HardeningServiceDegraded"], "warning"),
+])
+def test_amtool_routes_by_severity(amtool: str, labels: list[str], receiver: str) -> None:
+    result = subprocess.run([amtool, "config", "routes", "test", "--config.file",
+                             str(ROOT / "alertmanager" / "alertmanager.yml"), *labels], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == [receiver], result.stdout + result.stderr

@@ -150,7 +150,7 @@ local slo = import '../rules/slo.libsonnet';
       [
         g.timeseries(
           'Per-attempt latency p50 / p95 / p99 (span metrics, with exemplars)',
-          'Latency of each HTTP attempt (CLIENT spans, from the collector spanmetrics connector, before sampling) per upstream. The dots are exemplars: click one to open that attempt trace in Tempo. A rising p99 with a flat p50 = a few slow attempts (timeouts); check Retries by reason for ReadTimeout.',
+          'Latency of each HTTP attempt (CLIENT spans, from the collector spanmetrics connector, before sampling) per upstream. The dots are exemplars: click one to open that attempt trace in Tempo. A rising p99 with a flat p50 = a few slow attempts (timeouts); check Retries by reason for ReadTimeout. Attempt spans name the upstream (server.address) only with OTEL_SEMCONV_STABILITY_OPT_IN=http (or http/dup) in the app: without it this panel stays empty.',
           [latency(0.5), latency(0.95), latency(0.99)],
           's',
           w=12,

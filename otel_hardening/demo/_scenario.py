@@ -24,7 +24,8 @@ class Phase:
 
 PHASES = (
     Phase("healthy", 0.12, "both upstreams answer 200: no retries, circuits closed"),
-    Phase("burst", 0.15, "503 bursts: retries succeed (success_after_retry), amplification rises"),
+    Phase("burst", 0.15, "every other request is a 503: retries turn them into successes, the retry budget "
+                         "caps the extra load"),
     Phase("outage", 0.18, "payments down: its circuit opens and rejects; inventory half failing: "
                           "the retry budget caps extra load"),
     Phase("recovery", 0.15, "upstreams back: the circuit goes half_open, a trial succeeds, it closes"),

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import otel_hardening
+from otel_hardening.cli import main
 from otel_hardening.testing import FlakyUpstream, Reply, closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,8 +55,10 @@ def test_console_script_is_installed() -> None:
     (["stack", "sideways"], "expected one of up, status, down, got 'sideways'"),
     (["dashboards", "paint"], "invalid choice: 'paint'"),
 ])
-def test_bad_input_is_one_line(args: list[str], expected: str) -> None:
-    line = one_line_error(cli(*args))
+def test_bad_input_is_one_line(args: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(args)  # in-process: each of these fails before anything starts
+    captured = capsys.readouterr()
+    line = one_line_error(subprocess.CompletedProcess(args, status, captured.out, captured.err))
     assert line.startswith("otel-hardening"), line
     assert expected in line, line
 

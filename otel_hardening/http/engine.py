@@ -117,7 +117,7 @@ class Call:
         deadline = options.get("deadline", self.deadline)
         if not isinstance(retry, bool) or not isinstance(idem, bool):
             raise TypeError('request.extensions["hardening"]: "retry" and "idempotent" must be bool')
-        if not isinstance(max_attempts, int) or max_attempts < 1:
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValueError('request.extensions["hardening"]["max_attempts"] must be an int >= 1')
         self.max_attempts = max_attempts
         self.deadline = check_seconds('request.extensions["hardening"]["deadline"]', deadline,  # type: ignore[arg-type]

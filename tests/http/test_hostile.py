@@ -127,3 +127,11 @@ def test_non_retried_and_discarded_responses_never_keep_a_connection(mode: str, 
     finally:
         harness.close()
     assert server.hits == 12
+
+
+@pytest.mark.parametrize("value", [True, 0, 1.5, "2"])
+def test_per_request_max_attempts_out_of_range_is_a_clear_value_error(h: Harness, server: FlakyUpstream,
+                                                                      value: object) -> None:
+    with pytest.raises(ValueError, match=r'\["max_attempts"\] must be an int >= 1'):
+        h.get(server.url, extensions={"hardening": {"max_attempts": value}})
+    assert server.hits == 0

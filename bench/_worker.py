@@ -96,7 +96,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     lat: list[float] | None = None if gate else []
     if mode == "async":
         async def main() -> tuple[float, float]:
-            async with httpx.AsyncClient(limits=_variants.LIMITS) as client:
+            async with httpx.AsyncClient(limits=_variants.LIMITS, timeout=_variants.TIMEOUT) as client:
                 get = _variants.async_getter(variant, client)
                 await run_async(get, url, warmup, None)
                 await async_wait(gate, "ready", "go")
@@ -108,7 +108,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
         cpu, wall = asyncio.run(main())
     else:
-        with httpx.Client(limits=_variants.LIMITS) as client:
+        with httpx.Client(limits=_variants.LIMITS, timeout=_variants.TIMEOUT) as client:
             get = _variants.sync_getter(variant, client)
             runner = run_threads if mode == "threads" else run_sync
             runner(get, url, warmup, None)

@@ -4,7 +4,10 @@ Every (round, mode, variant) is its own process; within a round the variants run
 other in an order rotated each round (1 2 3 4, 2 3 4 1, ...), so drift in machine load spreads over
 all of them. Figures are medians over rounds; the ratios 3/2 and 3/4 are medians of the per-round
 ratios (each round measures both back to back). Instructions come from callgrind (one run per
-variant and mode: the counts are steady enough that one is enough).
+variant and mode: the counts are steady enough that one is enough), for the sync and threads modes:
+under valgrind's ~50x slowdown 200 concurrent asyncio tasks run into wall-clock waits (the loop's
+timeouts, the GIL's switch interval) that do not happen natively, and a run counted ~100 M
+instructions per request where native CPU time says ~15 M, so async is judged on CPU time alone.
 """
 
 from __future__ import annotations

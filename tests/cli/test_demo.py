@@ -77,3 +77,21 @@ def test_demo_walks_every_phase_and_the_library_shows_each(tmp_path: Path) -> No
     assert len(re.findall(r"OTLP export problem \(further", out)) == 1, report
     assert re.search(r"^OTLP export problems: \d+", out, re.M), report  # counted in the summary
     assert len(err.strip().splitlines()) <= 2, report
+
+
+def test_live_view_renders_what_was_measured(tmp_path: Path) -> None:
+    """Without --plain: the rich view (its last frame, when stdout is not a terminal) and the summary."""
+    env = {**os.environ, "COLUMNS": "140"}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_hardening.cli", "demo", "--duration", "10", "--phases", "healthy,outage"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Traceback" not in out + result.stderr
+    assert re.search(r"phase 2/2: outage", out), out
+    for label in ("upstream", "inventory", "payments", "health", "memory", "leak", "hunt", "otel_hardening log"):
+        assert label in out, f"{label!r} missing from the live view:\n{out}"
+    assert re.search(r"circuit payments \w+ -> open", out), out  # the library's own log record, shown
+    assert re.search(r"^PASS  outage ", out, re.M), out
+    assert "=== phase" not in out  # plain lines are for --plain only

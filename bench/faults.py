@@ -166,7 +166,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     quick = spec.get("quick", False)
     _variants.setup(2, 60.0)  # traced, as a real app: spans and events of the fault paths cost too
     return {
-        "reject_open": reject_open(2000 if quick else 20000),
+        "reject_open": reject_open(1000 if quick else 5000),
         "outage_high_rate": outage_high_rate(1.0 if quick else 10.0),
         "peer_outage_high_rate": peer_outage_high_rate(1.0 if quick else 10.0),
         "outage_low_rate": outage_low_rate(2.0, 1.0 if quick else 10.0),

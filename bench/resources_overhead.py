@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+import tracemalloc
 from typing import Any
 
 import httpx
@@ -32,23 +33,26 @@ def _allocating(n: int) -> None:
 
 def _hunt_slowdown(work: Any, rounds: int) -> float:
     """CPU of ``work`` with a hunt running in the background against without, median of rounds."""
-    from otel_hardening import resources
+    from otel_hardening.resources import _hunt
+    from otel_hardening.resources.config import ResourceConfig
 
+    config = ResourceConfig()
     ratios = []
     for _ in range(rounds):
         start = time.process_time()
         work()
         plain = time.process_time() - start
-        hunting = threading.Thread(target=resources.hunt, args=(max(2.0, plain * 100),), daemon=True)
+        stop = threading.Event()
+        hunting = threading.Thread(target=_hunt.run, args=(3600.0, config.hunt_top, config.hunt_frames,
+                                                            config.hunt_max_memory, stop), daemon=True)
         hunting.start()
-        time.sleep(0.05)  # tracemalloc is on from here
+        while not tracemalloc.is_tracing():
+            time.sleep(0.01)
         start = time.process_time()
         work()
         ratios.append((time.process_time() - start) / plain)
-        from otel_hardening.resources import _hunt
-
-        while _hunt.running():
-            time.sleep(0.05)
+        stop.set()  # the hunt's checkpoints are inside the work; its final report is not app time
+        hunting.join()
     return statistics.median(ratios)
 
 

@@ -1,7 +1,7 @@
-"""The logic of one logical request, written once for the sync and async transports.
+"""The logic of one logical request, written once for the sync and async clients.
 
-The transports only loop: ``before_attempt()`` (may reject), send through the inner transport,
-then ``on_response()`` / ``on_error()`` say whether and how long to wait before the next attempt.
+send.py only loops: ``before_attempt()`` (may reject), send one attempt through the client's own
+step, then ``on_response()`` / ``on_error()`` say whether and how long to wait before the next one.
 
 The INTERNAL span ``hardening.request`` is started lazily, the first time hardening acts on a
 request (a retry is scheduled or refused, the circuit rejects it or changes state), with its start

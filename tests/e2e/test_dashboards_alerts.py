@@ -284,8 +284,7 @@ def _built_dashboards() -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def grafana(full_stack: LocalStack, lgtm_missing: dict[str, str]) -> Grafana:
-    """Grafana with Tempo and Loki behind it (every dashboard test reads all three)."""
-    skip_without(lgtm_missing, *OPTIONAL)
+    skip_without(lgtm_missing, "grafana")
     assert full_stack.grafana_admin_password
     return Grafana(full_stack.grafana_url, full_stack.grafana_admin_password)
 
@@ -329,7 +328,8 @@ def _absent_on_this_platform() -> dict[str, str]:
     return absent
 
 
-def test_every_panel_target_returns_data(scenario: Scenario, grafana: Grafana) -> None:
+def test_every_panel_target_returns_data(scenario: Scenario, grafana: Grafana, lgtm_missing: dict[str, str]) -> None:
+    skip_without(lgtm_missing, *OPTIONAL)
     all_targets = [t for uid in _built_dashboards() for t in targets(grafana.dashboard(uid))]
     assert len(all_targets) >= 20, f"suspiciously few targets: {len(all_targets)}"
     absent = _absent_on_this_platform()
@@ -357,7 +357,9 @@ def test_every_panel_target_returns_data(scenario: Scenario, grafana: Grafana) -
     assert not missing, f"{len(missing)} of {len(all_targets)} targets returned nothing:\n" + "\n".join(missing)
 
 
-def test_retried_requests_are_found_in_tempo(scenario: Scenario, grafana: Grafana) -> None:
+def test_retried_requests_are_found_in_tempo(scenario: Scenario, grafana: Grafana, lgtm_missing: dict[str, str]
+                                            ) -> None:
+    skip_without(lgtm_missing, "tempo")
     traces = wait_for(lambda: grafana.tempo_search("{ span.http.request.resend_count > 0 }",
                                                    int(scenario.start), int(time.time()) + 1),
                       60, what="retried traces in Tempo through Grafana")
@@ -371,7 +373,9 @@ def test_retried_requests_are_found_in_tempo(scenario: Scenario, grafana: Grafan
     assert any(int(v) >= 1 for v in resends if v is not None), trace
 
 
-def test_hunt_and_health_records_are_in_loki(scenario: Scenario, grafana: Grafana) -> None:
+def test_hunt_and_health_records_are_in_loki(scenario: Scenario, grafana: Grafana, lgtm_missing: dict[str, str]
+                                            ) -> None:
+    skip_without(lgtm_missing, "loki")
     assert scenario.hunt.get("error") is None and scenario.hunt.get("sites", 0) >= 1, scenario.hunt
     assert scenario.hunt["top"] and "workload.py" in scenario.hunt["top"], scenario.hunt
 
@@ -394,7 +398,9 @@ def test_hunt_and_health_records_are_in_loki(scenario: Scenario, grafana: Grafan
     assert any("#1 " in line for line in by_trace), by_trace
 
 
-def test_latency_exemplars_link_to_traces_in_tempo(scenario: Scenario, grafana: Grafana) -> None:
+def test_latency_exemplars_link_to_traces_in_tempo(scenario: Scenario, grafana: Grafana,
+                                                  lgtm_missing: dict[str, str]) -> None:
+    skip_without(lgtm_missing, "tempo")
     """Span-metric latency buckets carry exemplars (collector -> OpenMetrics -> Prometheus exemplar
     storage) whose trace_id opens a trace Tempo has."""
     query = f'traces_span_metrics_duration_seconds_bucket{{service_name="{SERVICE}"}}'

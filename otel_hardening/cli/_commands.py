@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
 from otel_hardening.cli import PROG, CommandError
 
@@ -19,6 +21,11 @@ def demo(args: argparse.Namespace) -> int:
 
     options = DemoOptions(duration=args.duration, phases=args.phases, plain=args.plain,
                           health_endpoint=args.health_endpoint, time_scale=args.time_scale, loop=args.loop)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # docker stop: shut down like Ctrl-C, flushing telemetry
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         return run(options)
     except DemoError as exc:

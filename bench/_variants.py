@@ -33,7 +33,7 @@ VARIANTS = {
     3: "2 + otel-hardening (install(), all on)",
     4: "2 + stamina + pybreaker.call()",
 }
-LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=300.0)
+LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256)
 TIMEOUT = httpx.Timeout(25.0)
 """Roomy enough for callgrind's ~50x slowdown; under the 30 s retry deadline, so the hardening layer
 takes the same path (timeouts kept as they are) as with httpx's default 5 s."""

@@ -78,9 +78,10 @@ def find_collector(root: Path, build: bool = False) -> Path:
     if os.access(path, os.X_OK):
         return path
     if not build:
+        how = "collector/build.sh" if is_checkout(root) else f"bash {root / 'collector' / 'build.sh'}"
         raise StackError(
-            f"no collector binary at {path}: build it with collector/build.sh "
-            "(or pass --build, or set OTELCOL_BIN)"
+            f"no collector binary at {path}: build it with {how} (needs Go; minutes, once), "
+            "or pass --build, or set OTELCOL_BIN"
         )
     script = root / "collector" / "build.sh"
     bash = shutil.which("bash") or "/bin/bash"

@@ -193,7 +193,8 @@ class LocalStack:
     def _write(self, name: str, config: Mapping[str, Any]) -> Path:
         path = self.run_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        # JSON is YAML; a YAML date (e.g. an unquoted schema `from:`) is written back as its ISO string.
+        path.write_text(json.dumps(config, indent=2, default=str))
         return path
 
     def _start_prometheus(self, binary: str, ports: Ports) -> None:

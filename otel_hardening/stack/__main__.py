@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as exc:
         print(f"otel_hardening.stack: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. a run directory that cannot be written
+        print(f"otel_hardening.stack: {exc.strerror or exc}: {exc.filename or run_dir}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -235,8 +235,12 @@ def test_collector_self_metrics_scraped(stack: LocalStack, demo_app: DemoApp) ->
         result = prom_query(stack.prometheus_url, '{job="otel-collector-self", __name__=~"otelcol_.*"}')
         return {r["metric"]["__name__"] for r in result}
 
-    found = wait_for(lambda: names() if any("receiver_accepted_spans" in n for n in names()) else None,
-                     45, what="otelcol_receiver_accepted_spans* in Prometheus")
-    assert any(n.startswith("otelcol_exporter_sent_spans") for n in found), sorted(found)
+    def both() -> set[str] | None:
+        # Spans are exported decision_wait (+ a batch) after they are accepted: wait for both counters.
+        found = names()
+        accepted = any("receiver_accepted_spans" in n for n in found)
+        return found if accepted and any(n.startswith("otelcol_exporter_sent_spans") for n in found) else None
+
+    found = wait_for(both, 45, what="otelcol_receiver_accepted_spans* and otelcol_exporter_sent_spans* in Prometheus")
     assert any(n.startswith("otelcol_processor_tail_sampling") or "sampling" in n for n in found), sorted(found)
 

@@ -142,6 +142,7 @@ class Sawtooth(Scenario):
 
 class Bursty(Scenario):
     seconds = 20.0  # bursts of 10-40 MB held 0.1-0.5 s, ~once a second, plus a request-rate cache
+    until = 0.0
 
     def step(self, t: float) -> None:
         if self.temp and t > self.until:
@@ -181,7 +182,7 @@ def child(name: str, seconds: float | None) -> dict[str, Any]:
     source, first = inspect.getsourcelines(type(scenario).step)
     leak_line = next((first + i for i, line in enumerate(source) if "<- leaking line" in line), None)
     reader = InMemoryMetricReader()
-    logs = InMemoryLogRecordExporter()
+    logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     logger_provider = LoggerProvider()
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
     resources.start(ResourceConfig.from_env(os.environ), MeterProvider(metric_readers=[reader]), logger_provider)
@@ -205,8 +206,8 @@ def child(name: str, seconds: float | None) -> dict[str, Any]:
     report = [r.log_record for r in logs.get_finished_logs()]
     top = None
     if report:
-        attrs = report[0].attributes or {}
-        top = {"file": attrs.get("code.file.path"), "line": attrs.get("code.line.number")}
+        first_log: Any = report[0].attributes or {}
+        top = {"file": first_log.get("code.file.path"), "line": first_log.get("code.line.number")}
     series = sorted(recorded.items())
     resources.stop()
     return {"flips": flips, "top": top, "leak_line": leak_line, "file": os.path.abspath(__file__),

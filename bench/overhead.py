@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench import _callgrind, _proc
+from bench import _callgrind, _proc, _upstream
 
 MODES = ("sync", "threads", "async", "threads_slow")
 MODE_LABELS = {"sync": "sync, 1 thread", "threads": "16 threads, one client", "async": "async, 200 concurrent",
@@ -104,6 +104,7 @@ def timing(urls: dict[str, str], plan: Plan, log: Callable[[str], None]) -> dict
 def instructions(url: str, plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
     why = _callgrind.available()
     if why:
+        _upstream.loud(f"instruction counts SKIPPED: {why}")
         return {"skipped": why}
     jobs = [(mode, v) for mode in plan.count_modes for v in plan.count_variants]
 

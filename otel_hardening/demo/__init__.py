@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.live import Live
 
 import otel_hardening
+from otel_hardening import resources
 from otel_hardening.demo import _otel
 from otel_hardening.demo._leak import ResponseCache
 from otel_hardening.demo._readings import OUTCOME_COLUMNS, Reading, read
@@ -98,7 +99,8 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
                       f"time scale {scale:.0f}x{where}{health}", markup=False, highlight=False)
     try:
         traffic.start()
-        runner = _Runner(timeline, upstreams, traffic, view, telemetry, names_by_port, options)
+        runner = _Runner(timeline, upstreams, traffic, view, telemetry, names_by_port, options,
+                         config.resources.hunt_duration)
         results, final = runner.walk()
     except KeyboardInterrupt:
         console.print("interrupted", markup=False)
@@ -115,9 +117,11 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
 
 class _Runner:
     def __init__(self, timeline: Timeline, upstreams: Upstreams, traffic: Traffic, view: View,
-                 telemetry: _otel.Telemetry, names_by_port: dict[int, str], options: DemoOptions) -> None:
+                 telemetry: _otel.Telemetry, names_by_port: dict[int, str], options: DemoOptions,
+                 hunt_seconds: float) -> None:
         self.timeline, self.upstreams, self.traffic, self.view = timeline, upstreams, traffic, view
         self.telemetry, self.names_by_port, self.options = telemetry, names_by_port, options
+        self.hunt_seconds = hunt_seconds
         self.cache = ResponseCache()
         self._leak_stop: threading.Event | None = None
         self._leak_thread: threading.Thread | None = None
@@ -148,6 +152,7 @@ class _Runner:
                 if current is not None:
                     self._observe(current, reading)
                     if done or index != current_index:
+                        reading = self._settle_hunt(current, reading)
                         self._finish(current, before, reading)
                         results.append(current)
                         before, current = reading, None
@@ -193,6 +198,19 @@ class _Runner:
         result.leak_seen = result.leak_seen or r.leak_suspected
         if r.hunt is not None and result.phase.name == "leak":
             result.hunt = str(r.hunt)
+
+    def _settle_hunt(self, result: PhaseResult, reading: Reading) -> Reading:
+        """A leak flagged late in its phase (a loaded machine): wait for its hunt before moving on.
+
+        ``resources.hunt()`` joins the automatic hunt if it runs, else hunts while the leak still
+        grows; either way the report is the library's own, read back from its log record.
+        """
+        if result.phase.name != "leak" or not result.leak_seen or result.hunt is not None:
+            return reading
+        resources.hunt(self.hunt_seconds)
+        reading = self.reading()
+        self._observe(result, reading)
+        return reading
 
     def _finish(self, result: PhaseResult, before: Reading, after: Reading) -> None:
         result.outcomes = {o: after.total(o) - before.total(o) for o in OUTCOME_COLUMNS}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from otel_hardening.stack import free_port
+from otel_hardening.stack._process import ManagedProcess
 from tests.dashboards.conftest import ROOT
 
 
@@ -32,30 +32,18 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("alertmanager not installed (apt-get install prometheus-alertmanager)")
     work = tmp_path_factory.mktemp("alertmanager")
     port = free_port()
-    log = (work / "alertmanager.log").open("wb")
-    proc = subprocess.Popen([binary, f"--config.file={ROOT / 'alertmanager' / 'alertmanager.yml'}",
-                             f"--storage.path={work}", f"--web.listen-address=127.0.0.1:{port}",
-                             "--cluster.listen-address="], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    proc = ManagedProcess.start(
+        "alertmanager",
+        [binary, f"--config.file={ROOT / 'alertmanager' / 'alertmanager.yml'}", f"--storage.path={work}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        work / "alertmanager.log", base + "/-/ready",
+    )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/-/ready", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"Alertmanager did not start: {(work / 'alertmanager.log').read_text()[-2000:]}")
-                time.sleep(0.3)
+        proc.wait_ready(30)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        proc.stop()
 
 
 def alert(name: str, severity: str, service: str) -> dict[str, Any]:

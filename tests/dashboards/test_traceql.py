@@ -4,8 +4,6 @@ Tempo: its search API answers 400 for a query it cannot parse."""
 from __future__ import annotations
 
 import re
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from otel_hardening.stack import free_port
+from otel_hardening.stack._process import ManagedProcess
 from tests.dashboards.conftest import ROOT, built_dashboards, component
 
 TEMPO_CONFIG = """
@@ -48,24 +47,15 @@ def tempo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = work / "tempo.yaml"
     config.write_text(TEMPO_CONFIG.format(http=http, grpc=free_port(), otlp=free_port(), gossip=free_port(),
                                           dir=work))
-    log = (work / "tempo.log").open("wb")
-    proc = subprocess.Popen([str(binary), "-config.file", str(config)], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{http}"
+    # Ready when its search API answers (an empty query is valid TraceQL).
+    proc = ManagedProcess.start("tempo", [str(binary), "-config.file", str(config)], work / "tempo.log",
+                                f"{base}/api/search?" + urllib.parse.urlencode({"q": "{}"}))
     try:
-        deadline = time.monotonic() + 60
-        while search(base, "{}") != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Tempo did not start: {(work / 'tempo.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+        proc.wait_ready(60)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        proc.stop()
 
 
 def given_queries() -> list[tuple[str, str]]:

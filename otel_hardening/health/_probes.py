@@ -37,7 +37,8 @@ class ProbeResult:
     detail: str
 
 
-MAX_STATUS_LINE = 8192
+MAX_HEAD = 65536
+"""Status line and headers together; a longer head is not an answer (httpx's h11 caps it alike)."""
 
 
 def _status_code(line: bytes) -> int:
@@ -52,8 +53,9 @@ def _get(url: str, timeout: float) -> int:
     """GET ``url`` and return the status code, all within ``timeout`` seconds in total.
 
     A socket timeout bounds each read, so a dependency trickling one byte a second would never time
-    out; here every step gets only what is left of one deadline. Only the status line is read: the
-    headers and body tell the probe nothing more. (Name resolution is the resolver's, not bounded here.)
+    out; here every step gets only what is left of one deadline. The status line and the headers are
+    read (a dependency that answers its status line and then stalls has not answered); the body tells
+    the probe nothing more. (Name resolution is the resolver's, not bounded here.)
     """
     deadline = time.monotonic() + timeout
 
@@ -82,14 +84,14 @@ def _get(url: str, timeout: float) -> int:
         sock.settimeout(left())
         sock.sendall(request)
         buf = b""
-        while b"\n" not in buf:
+        while b"\n\r\n" not in buf and b"\n\n" not in buf:
             sock.settimeout(left())
-            chunk = sock.recv(1024)
+            chunk = sock.recv(4096)
             if not chunk:
-                raise http.client.RemoteDisconnected("closed before a status line")
+                raise http.client.RemoteDisconnected("closed before the end of the headers")
             buf += chunk
-            if len(buf) > MAX_STATUS_LINE:
-                raise http.client.LineTooLong("status line")
+            if len(buf) > MAX_HEAD:
+                raise http.client.LineTooLong("status line and headers")
         return _status_code(buf.split(b"\n", 1)[0].rstrip(b"\r"))
     finally:
         sock.close()

@@ -150,3 +150,54 @@ def test_required_probe_offline_is_not_ready_optional_one_is() -> None:
         assert report.status is Status.CRITICAL and report.ready is ready
         if not ready:
             assert report.not_ready == ("db:responseTime: offline: request failed (ConnectionRefusedError)",)
+
+
+def test_status_line_at_once_then_trickled_headers_is_offline() -> None:
+    """``HTTP/1.1 200`` at once, then one header byte every 0.1 s for 8 s: the answer is not complete."""
+    import socket
+    import threading
+    import time
+
+    from tests.http.rawserver import RawServer
+
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for byte in b"X-Padding: " + b"p" * 69 + b"\r\n\r\n":
+            if stop.wait(0.1):
+                return
+            conn.sendall(bytes([byte]))
+
+    server = RawServer(respond)
+    probe = Probe("trickle", server.url + "/health")
+    p = prober(probe, probe_timeout=1.0, probe_slow=0.5)
+    try:
+        started = time.monotonic()
+        result = p.run_once(probe)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert result.state == "offline" and result.detail == "no answer within 1s"
+    assert elapsed < 2.0  # the headers would take 8 s
+    assert p.components(0)[0].status is Status.CRITICAL
+
+
+def test_headers_in_several_reads_and_a_body_are_online() -> None:
+    """The end of the headers split across reads still ends the probe at once; the body is not waited for."""
+    import socket
+    import threading
+
+    from tests.http.rawserver import RawServer
+
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        for part in (b"HTTP/1.1 204 No Content\r\nX-A: 1\r", b"\n", b"\r", b"\n"):
+            conn.sendall(part)
+            stop.wait(0.05)
+        stop.wait(10)  # never closes: a probe that waited for the end of the connection would time out
+
+    server = RawServer(respond)
+    probe = Probe("split", server.url + "/health")
+    try:
+        result = prober(probe, probe_timeout=3.0, probe_slow=2.0).run_once(probe)
+    finally:
+        server.close()
+    assert result.state == "online" and result.detail.startswith("answered HTTP 204"), result

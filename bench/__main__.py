@@ -1,9 +1,9 @@
 """``python -m bench [--quick | --full] [--out DIR] [--only SECTION,...] [--readme]``
 
 Runs the benchmark suite (see ``bench/__init__.py``), writes ``results.json`` and ``results.md`` to
-``--out`` (default ``bench/results/``) and, with ``--readme``, regenerates the README's performance
-block from them. Exits non-zero only when a benchmark crashed; a goal that does not hold is reported
-in the table, not as a failure.
+``--out`` (default ``bench/results/``) and, with ``--readme``, regenerates docs/performance.md's
+block and the README's one-line summary from them. Exits non-zero only when a benchmark crashed; a
+goal that does not hold is reported in the table, not as a failure.
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def main() -> None:
     group.add_argument("--full", action="store_true", help="the full run behind the README (~15 min)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where results.json/.md go")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
-    parser.add_argument("--readme", action="store_true", help="regenerate README.md's performance block")
+    parser.add_argument("--readme", action="store_true",
+                        help="regenerate docs/performance.md's block and the README's one-line summary")
     args = parser.parse_args()
     only = tuple(s.strip() for s in args.only.split(",") if s.strip())
     unknown = sorted(set(only) - set(SECTIONS))
@@ -126,8 +127,8 @@ def main() -> None:
     print(table)
     log(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
     if args.readme:
-        report.update_readme(HERE.parent / "README.md", results)
-        log("README.md performance block regenerated")
+        report.update_docs(results)
+        log("docs/performance.md block and README.md summary regenerated")
     if crashes:
         log(f"CRASHED: {', '.join(crashes)}")
         sys.exit(1)

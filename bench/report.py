@@ -1,9 +1,10 @@
-"""The markdown table of a run, its goals, and the README block generated from it.
+"""The markdown table of a run, its goals, and the docs block generated from it.
 
-    python -m bench.report [--results bench/results/results.json] [--readme README.md]
+    python -m bench.report [--results bench/results/results.json] [--page docs/performance.md] [--readme README.md]
 
-The README's performance figures sit between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``;
-this replaces exactly that block and nothing else.
+docs/performance.md's figures sit between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``, and the
+README's one-line summary between ``<!-- bench:summary:begin -->`` and ``<!-- bench:summary:end -->``;
+this replaces exactly those blocks and nothing else.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 from bench.overhead import MODE_LABELS, MODES
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+SUMMARY_BEGIN, SUMMARY_END = "<!-- bench:summary:begin -->", "<!-- bench:summary:end -->"
+ROOT = Path(__file__).parent.parent
+PAGE, README = ROOT / "docs" / "performance.md", ROOT / "README.md"
 VARIANT_HEADERS = ("1 bare httpx", "2 + OTel instrumentation", "3 = 2 + otel-hardening", "4 = 2 + stamina + pybreaker")
 
 
@@ -233,29 +237,46 @@ def _resources(results: dict[str, Any]) -> Iterator[str]:
     yield ""
 
 
-def replace_block(text: str, block: str) -> str:
+def summary(results: dict[str, Any]) -> str:
+    """One line for the README: how many goals hold, and the headline ratio."""
+    gl = [g for g in goals(results) if g["held"] is not None]
+    held = sum(1 for g in gl if g["held"])
+    ratio = results.get("instructions", {}).get("sync", {}).get("ratio_3_2")
+    headline = "" if ratio is None else (
+        f"; a traced sync request with otel-hardening costs {ratio:.3f}x the instructions of one without")
+    meta = results["meta"]
+    return (f"**Performance**, the {meta['mode']} run of {meta['date']}: {held} of {len(gl)} goals hold{headline} "
+            "([docs/performance.md](docs/performance.md)).")
+
+
+def replace_block(text: str, block: str, begin: str = BEGIN, end_marker: str = END) -> str:
     """``text`` with what lies between the markers replaced by ``block``; ValueError without markers."""
-    start, end = text.find(BEGIN), text.find(END)
+    start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"the README has no {BEGIN} ... {END} block to replace")
-    return text[:start + len(BEGIN)] + "\n" + block.rstrip() + "\n" + text[end:]
+        raise ValueError(f"no {begin} ... {end_marker} block to replace")
+    return text[:start + len(begin)] + "\n" + block.rstrip() + "\n" + text[end:]
 
 
-def update_readme(readme: Path, results: dict[str, Any]) -> None:
-    readme.write_text(replace_block(readme.read_text(), markdown(results, readme=True)))
+def update_docs(results: dict[str, Any], page: Path = PAGE, readme: Path = README) -> None:
+    """The full block in ``page`` and, if the README has the summary markers, its one-line summary."""
+    page.write_text(replace_block(page.read_text(), markdown(results, readme=True)))
+    text = readme.read_text()
+    if SUMMARY_BEGIN in text:
+        readme.write_text(replace_block(text, summary(results), SUMMARY_BEGIN, SUMMARY_END))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results" / "results.json")
-    parser.add_argument("--readme", type=Path, default=Path(__file__).parent.parent / "README.md")
+    parser.add_argument("--page", type=Path, default=PAGE)
+    parser.add_argument("--readme", type=Path, default=README)
     args = parser.parse_args()
     try:
-        update_readme(args.readme, json.loads(args.results.read_text()))
+        update_docs(json.loads(args.results.read_text()), args.page, args.readme)
     except (OSError, ValueError) as exc:
         print(f"bench.report: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    print(f"updated {args.readme} from {args.results}")
+    print(f"updated {args.page} and {args.readme} from {args.results}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The benchmark suite's own pieces: the upstreams answer correctly, a worker measures each variant, the
-README block is replaced exactly, and a goal that does not hold is reported as not holding.
+docs block and the README's summary line are replaced exactly, and a goal that does not hold is reported as not holding.
 
 The suite itself runs in CI as ``python -m bench --quick`` (a crash fails CI); these tests keep the
 pieces honest without its minutes.
@@ -92,19 +92,39 @@ def test_goals_say_which_hold() -> None:
     assert "| the layer alone, CPU per request (canned transport) | 25.0 µs | ≤ 20 µs | **no** |" in table
 
 
-def test_readme_block_is_replaced_and_nothing_else(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# before\n{report.BEGIN}\nold figures\n{report.END}\n## after\n")
+def test_docs_block_and_readme_summary_are_replaced_and_nothing_else(tmp_path: Path) -> None:
+    page, readme = tmp_path / "performance.md", tmp_path / "README.md"
+    page.write_text(f"# before\n{report.BEGIN}\nold figures\n{report.END}\n## after\n")
+    readme.write_text(f"# r\n{report.SUMMARY_BEGIN}\nold line\n{report.SUMMARY_END}\nrest\n")
     results = _results(cpu_ratio=1.01, layer_us=10.0)
-    (tmp_path / "results.json").write_text(json.dumps(results))
-    report.update_readme(readme, results)
-    text = readme.read_text()
+    report.update_docs(results, page, readme)
+    text = page.read_text()
     assert text.startswith(f"# before\n{report.BEGIN}\n") and text.endswith(f"{report.END}\n## after\n")
     assert "old figures" not in text and "| CPU 3/2, sync, 1 thread | 1.010 | ≤ 1.05 | yes |" in text
-    report.update_readme(readme, results)
-    assert readme.read_text() == text, "regenerating from the same results changes nothing"
+    line = readme.read_text()
+    assert line.startswith(f"# r\n{report.SUMMARY_BEGIN}\n**Performance**") and line.endswith(
+        f"{report.SUMMARY_END}\nrest\n")
+    assert "old line" not in line and "goals hold" in line and line.count("\n") == 5
+    report.update_docs(results, page, readme)
+    assert (page.read_text(), readme.read_text()) == (text, line), "the same results change nothing"
 
 
-def test_readme_without_markers_is_an_error(tmp_path: Path) -> None:
+def test_readme_without_summary_markers_is_left_alone(tmp_path: Path) -> None:
+    page, readme = tmp_path / "performance.md", tmp_path / "README.md"
+    page.write_text(f"{report.BEGIN}\n{report.END}\n")
+    readme.write_text("# no summary here\n")
+    report.update_docs(_results(cpu_ratio=1.01, layer_us=10.0), page, readme)
+    assert readme.read_text() == "# no summary here\n"
+
+
+def test_page_without_markers_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="bench:begin"):
         report.replace_block("# no block here\n", "x")
+
+
+def test_the_committed_docs_match_the_committed_results() -> None:
+    """docs/performance.md and the README line are what the generator makes of bench/RESULTS.json."""
+    results = json.loads((report.ROOT / "bench" / "RESULTS.json").read_text())
+    page, readme = report.PAGE.read_text(), report.README.read_text()
+    assert report.replace_block(page, report.markdown(results, readme=True)) == page
+    assert report.replace_block(readme, report.summary(results), report.SUMMARY_BEGIN, report.SUMMARY_END) == readme

@@ -14,7 +14,7 @@ import yaml
 
 from tests.dashboards.conftest import BUILD, MIXIN, ROOT, built_dashboards
 
-# Alerts, README links and bookmarks point at these: never change them.
+# Alerts, docs links and bookmarks point at these: never change them.
 UIDS = {
     "hardening-health.json": "hardening-health",
     "hardening-http.json": "hardening-http",
@@ -99,12 +99,12 @@ def test_logql_targets_parse(dashboard_linter: Path, tmp_path: Path) -> None:
     target is linted in such a dashboard of its own."""
     queries = [(f"{board['title']} / {p['title']}", t["expr"]) for board in built_dashboards().values()
                for p in panels(board) for t in p["targets"] if t["datasource"]["type"] == "loki"]
-    for doc in (ROOT / "docs" / "runbooks.md", ROOT / "README.md"):
+    for doc in (ROOT / "docs" / "runbooks.md", ROOT / "docs" / "dashboards-and-alerts.md"):
         for line in doc.read_text().splitlines():
             if "LogQL" in line or "Loki:" in line:  # a markdown table escapes | as \|
                 queries += [(doc.name, q.replace("\\|", "|").replace("$service", "shop"))
                             for q in re.findall(r"`(\{[^`]*)`", line)]
-    assert len(queries) >= 8 and {"runbooks.md", "README.md"} <= {where for where, _ in queries}, queries
+    assert len(queries) >= 8 and {"runbooks.md", "dashboards-and-alerts.md"} <= {where for where, _ in queries}, queries
     loki = {"type": "loki", "uid": "${loki_datasource}"}
     for i, (where, expr) in enumerate(queries):
         board = {

@@ -163,7 +163,7 @@ def test_alert_labels_and_annotations() -> None:
 
 
 def test_critical_alerts_meet_the_time_to_alert_budget() -> None:
-    """With 5 s export, scrape and evaluation (README "Alerts"), for + group_wait + the pipeline must
+    """With 5 s export, scrape and evaluation (docs/stack.md, "Time to alert"), for + group_wait + the pipeline must
     stay under 60 s, and keep_firing_for + group_interval + the 30 s health recovery hold under 120 s."""
     route = load_yaml(ROOT / "alertmanager" / "alertmanager.yml")["route"]
     pipeline = 5 + 5 + 5 + 5 + 5  # health evaluation, export, scrape, rule evaluation, eval alignment
@@ -196,9 +196,9 @@ def test_alertmanager_routes_by_severity_and_inhibits_warnings_under_critical() 
 
 
 def doc_promql() -> list[str]:
-    """The PromQL users are given in docs/runbooks.md and the README."""
+    """The PromQL users are given in docs/runbooks.md and docs/dashboards-and-alerts.md."""
     queries = []
-    for doc in (RUNBOOKS, ROOT / "README.md"):
+    for doc in (RUNBOOKS, ROOT / "docs" / "dashboards-and-alerts.md"):
         for line in doc.read_text().splitlines():
             if "PromQL" in line or "Prometheus:" in line:
                 queries += re.findall(r"`([^`]*[({][^`]*)`", line)

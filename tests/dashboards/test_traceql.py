@@ -1,4 +1,4 @@
-"""Every TraceQL query users are given (dashboard tables, runbooks, README) is accepted by a real
+"""Every TraceQL query users are given (dashboard tables, runbooks, docs/dashboards-and-alerts.md) is accepted by a real
 Tempo: its search API answers 400 for a query it cannot parse."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def given_queries() -> list[tuple[str, str]]:
     queries = [(f"{board['title']} / {panel['title']}", target["query"])
                for board in built_dashboards().values() for panel in board["panels"]
                for target in panel["targets"] if target["datasource"]["type"] == "tempo"]
-    for doc in (ROOT / "docs" / "runbooks.md", ROOT / "README.md"):
+    for doc in (ROOT / "docs" / "runbooks.md", ROOT / "docs" / "dashboards-and-alerts.md"):
         for line in doc.read_text().splitlines():
             if "TraceQL" in line or "Tempo:" in line:
                 queries += [(doc.name, q) for q in re.findall(r"`(\{[^`]*\})`", line)]
@@ -88,6 +88,6 @@ def test_every_given_traceql_query_parses(tempo: str) -> None:
 
 def test_queries_found_in_docs() -> None:
     places = {where for where, _ in given_queries()}
-    assert {"runbooks.md", "README.md"} <= places, places
+    assert {"runbooks.md", "dashboards-and-alerts.md"} <= places, places
 
 

@@ -216,6 +216,7 @@ class _Runner:
         result.outcomes = {o: after.total(o) - before.total(o) for o in OUTCOME_COLUMNS}
         result.attempts = after.attempts - before.attempts
         result.end_circuits = {name: u.circuit for name, u in after.upstreams.items()}
+        result.held = bool(after.recovering)
 
     def _start_leak(self, rate: float) -> None:
         self._leak_stop = threading.Event()

@@ -17,6 +17,8 @@ OUTCOME_COLUMNS = ("success", "success_after_retry", "failure", "failure_after_r
 SHORT = {"success": "ok", "success_after_retry": "ok after retry", "failure": "failed",
          "failure_after_retry": "failed after retry", "rejected_circuit_open": "rejected (circuit)",
          "rejected_retry_budget": "rejected (budget)"}
+RECOVERING = "(recovering:"
+"""The health damper's mark on a component it holds at a worse state until the recovery hold passed."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,12 @@ class Reading:
     """The last records of the ``otel_hardening`` logger, upstream URLs replaced by their names."""
     events_total: int
     app_errors: dict[str, int] = field(default_factory=dict)
+    health_time: float = 0.0
+    """Wall-clock time of the health report."""
+    recovering: tuple[str, ...] = ()
+    """Components health holds at a worse state until they stayed better for the recovery hold."""
+    recovery_hold: float | None = None
+    """The running health monitor's recovery hold, seconds."""
 
     def total(self, outcome: str | None = None) -> float:
         return sum(u.outcomes.get(outcome, 0.0) if outcome else u.calls for u in self.upstreams.values())
@@ -97,6 +105,7 @@ def read(telemetry: Telemetry, names_by_port: dict[int, str], app_errors: dict[s
         for name in names_by_port.values()
     }
     report = health.report()
+    running = health.running_config()
     snap = resources.snapshot()
     errors = telemetry.export_errors
     return Reading(
@@ -112,6 +121,9 @@ def read(telemetry: Telemetry, names_by_port: dict[int, str], app_errors: dict[s
         events=tuple(_named(line, names_by_port) for line in telemetry.events.recent),
         events_total=telemetry.events.count,
         app_errors=dict(app_errors),
+        health_time=report.time,
+        recovering=tuple(c.name for c in report.components if RECOVERING in c.reason),
+        recovery_hold=running.recovery_hold if running is not None else None,
     )
 
 

@@ -20,16 +20,23 @@ class Phase:
     """Share of the run's duration."""
     story: str
     """What the user should see happen, as shown in the view."""
+    look: str
+    """Where on the screen to see it."""
 
 
 PHASES = (
-    Phase("healthy", 0.12, "both upstreams answer 200: no retries, circuits closed"),
+    Phase("healthy", 0.12, "both upstreams answer 200: no retries, circuits closed",
+          "ok grows, attempts/call stays 1.00x, health healthy"),
     Phase("burst", 0.15, "every other request is a 503: retries turn them into successes, the retry budget "
-                         "caps the extra load"),
+                         "caps the extra load",
+          "ok after retry grows, attempts/call rises above 1, retry budget drains"),
     Phase("outage", 0.18, "payments down: its circuit opens and rejects; inventory half failing: "
-                          "the retry budget caps extra load"),
-    Phase("recovery", 0.15, "upstreams back: the circuit goes half_open, a trial succeeds, it closes"),
-    Phase("leak", 0.40, "a cache that never evicts: RSS grows, the detector flags it, the hunt names the line"),
+                          "the retry budget caps extra load",
+          "payments circuit open, rejected (circuit) grows with no I/O, health critical, the log"),
+    Phase("recovery", 0.15, "upstreams back: the circuit goes half_open, a trial succeeds, it closes",
+          "the circuit column and the log: open -> half_open -> closed; health waits out its hold"),
+    Phase("leak", 0.40, "a cache that never evicts: RSS grows, the detector flags it, the hunt names the line",
+          "memory trend, then leak SUSPECTED, then the hunt line naming the leaking source line"),
 )
 PHASE_NAMES = tuple(p.name for p in PHASES)
 UPSTREAMS = ("inventory", "payments")

@@ -1,8 +1,11 @@
-"""The demo's output: a live rich view, or plain lines for logs and CI, and the summary table."""
+"""The demo's output: a live rich view, or plain lines for logs and CI, and the summary table.
+
+The live view fits an 80x24 terminal: below the width where every column header fits whole, the
+upstream table uses short headers explained by a legend, and the log shows fewer, one-line entries."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -11,57 +14,53 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from otel_hardening.demo._readings import OUTCOME_COLUMNS, SHORT, Reading
+from otel_hardening.demo._readings import OUTCOME_COLUMNS, Reading
 from otel_hardening.demo._scenario import Phase
+from otel_hardening.demo._summary import PhaseResult, amplification, fits, summary
+
+__all__ = ["PhaseResult", "View", "amplification"]
 
 STATE_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red", "-": "dim"}
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "critical": "bold red"}
+FULL = {"success": "ok", "success_after_retry": "ok after\nretry", "failure": "failed",
+        "failure_after_retry": "failed\nafter retry", "rejected_circuit_open": "rejected\n(circuit)",
+        "rejected_retry_budget": "rejected\n(budget)"}
+"""Headers broken by hand: every column is no_wrap, so rich never cuts a word to make the table fit."""
+ABBREVIATED = {"success": "ok", "success_after_retry": "ok+r", "failure": "fail", "failure_after_retry": "fail+r",
+               "rejected_circuit_open": "rej:c", "rejected_retry_budget": "rej:b"}
+FULL_TAIL, SHORT_TAIL = ("attempts/call", "retry\nbudget"), ("att/c", "budget")
+LEGEND = ("ok+r ok after retry · fail+r failed after retry · rej:c rejected by the open circuit · "
+          "rej:b rejected by the retry budget · att/c attempts per call that reached the network · "
+          "budget retry tokens left")
 
 
 def mib(n: float | None) -> str:
     return "-" if n is None else f"{n / 2**20:.1f} MiB"
 
 
-def amplification(attempts: float, calls: float) -> str:
-    return f"{attempts / calls:.2f}x" if calls else "-"
+def count(n: float, short: bool) -> str:
+    return f"{n / 1000:.0f}k" if short and n >= 10_000 else f"{n:.0f}"
 
 
-@dataclass
-class PhaseResult:
-    """What was measured while one phase ran (differences of the cumulative readings)."""
+def upstream_headers(short: bool) -> tuple[str, ...]:
+    names = ABBREVIATED if short else FULL
+    return ("upstream", "circuit", *(names[o] for o in OUTCOME_COLUMNS), *(SHORT_TAIL if short else FULL_TAIL))
 
-    phase: Phase
-    seconds: float
-    outcomes: dict[str, float] = field(default_factory=dict)
-    attempts: float = 0.0
-    circuits_seen: dict[str, set[str]] = field(default_factory=dict)
-    worst_health: str = "healthy"
-    leak_seen: bool = False
-    hunt: str | None = None
-    end_circuits: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def calls(self) -> float:
-        return float(sum(self.outcomes.values()))
+class Recovery:
+    """How long health's recovery hold still keeps a component at its worse state.
 
-    def verdict(self) -> tuple[bool, str]:
-        """Did the measurements show what the phase is about? (passed, what was checked)"""
-        o = {k: self.outcomes.get(k, 0.0) for k in OUTCOME_COLUMNS}
-        name = self.phase.name
-        if name == "healthy":
-            return o["success"] > 0 and self.calls == o["success"], "every call succeeded first time"
-        if name == "burst":
-            return o["success_after_retry"] > 0, "retries turned 503s into successes"
-        if name == "outage":
-            return (o["rejected_circuit_open"] > 0 and "open" in self.circuits_seen.get("payments", set()),
-                    "payments circuit opened and rejected calls without I/O")
-        if name == "recovery":
-            return (self.end_circuits.get("payments") == "closed" and o["success"] > 0,
-                    "payments circuit closed again")
-        if name == "leak":
-            ok = self.leak_seen and self.hunt is not None and "demo/_leak.py" in self.hunt
-            return ok, "leak flagged and the hunt named the leaking line"
-        return True, ""
+    Health marks a held component in its report; the hold itself is the running monitor's. A
+    component's hold started at the first report that marked it."""
+
+    def __init__(self) -> None:
+        self._since: dict[str, float] = {}
+
+    def left(self, r: Reading) -> float | None:
+        self._since = {name: self._since.get(name, r.health_time) for name in r.recovering}
+        if not r.recovering or r.recovery_hold is None:
+            return None
+        return max(0.0, max(r.recovery_hold - (r.health_time - since) for since in self._since.values()))
 
 
 class View:
@@ -76,37 +75,33 @@ class View:
         self._last_hunt: str | None = None
         self._last_health: str | None = None
         self._export_reported = False
+        self._recovery = Recovery()
 
     # -- live ------------------------------------------------------------------------------------
 
     def frame(self, r: Reading, phase: Phase, index: int, into: float, length: float, elapsed: float,
               rss_start: int | None) -> RenderableType:
+        ups = self._upstreams(r, short=False)
+        short = not fits(self.console, ups)
+        if short:
+            ups = self._upstreams(r, short=True)
         head = Table.grid(expand=True, padding=(0, 1))
         head.add_column(ratio=1)
-        head.add_column(width=42)
-        title = Text.assemble(("otel-hardening demo", "bold"), f"  phase {index + 1}/{len(self.phases)}: ",
-                              (phase.name, "bold cyan"), f"  ({into:.0f}/{length:.0f} s, total {elapsed:.0f} s)")
-        head.add_row(title, ProgressBar(total=max(length, 0.001), completed=min(into, length), width=40))
-        head.add_row(Text(phase.story, style="italic"), "")
+        bar = 16 if short else 40
+        head.add_column(width=bar, no_wrap=True)
+        where = f" {into:.0f}/{length:.0f} s" if short else f"  ({into:.0f}/{length:.0f} s, total {elapsed:.0f} s)"
+        title = Text.assemble(("otel-hardening demo", "bold"), f" phase {index + 1}/{len(self.phases)}: ",
+                              (phase.name, "bold cyan"), where)
+        head.add_row(title, ProgressBar(total=max(length, 0.001), completed=min(into, length), width=bar))
+        parts: list[RenderableType] = [head, Text(phase.story, style="italic"),
+                                        Text.assemble(("look at: ", "bold"), phase.look), ups]
+        if short:
+            parts.append(Text(LEGEND, style="dim"))
 
-        ups = Table(box=box.SIMPLE_HEAD, expand=True)
-        ups.add_column("upstream")
-        ups.add_column("circuit")
-        for outcome in OUTCOME_COLUMNS:
-            ups.add_column(SHORT[outcome], justify="right")
-        ups.add_column("attempts/call", justify="right", no_wrap=True)  # of calls that reached the network
-        ups.add_column("retry budget", justify="right")
-        for u in r.upstreams.values():
-            budget = "-" if u.budget_available is None else f"{u.budget_available:.0f}"
-            ups.add_row(u.name, Text(u.circuit, style=STATE_STYLE.get(u.circuit, "")),
-                        *(f"{u.outcomes.get(o, 0):.0f}" for o in OUTCOME_COLUMNS),
-                        amplification(u.attempts, u.calls - u.outcomes.get("rejected_circuit_open", 0)), budget)
-
-        status = Table.grid(padding=(0, 2))
-        status.add_column(style="bold")
-        status.add_column()
-        reasons = "; ".join(r.health_reasons[:3]) or "all checks pass"
-        status.add_row("health", Text.assemble((r.health, HEALTH_STYLE.get(r.health, "")), f"  {reasons}"))
+        status = Table.grid(padding=(0, 1 if short else 2), expand=True)
+        status.add_column(style="bold", no_wrap=True, width=len("app saw"))
+        status.add_column(no_wrap=short, overflow="ellipsis", ratio=1)
+        status.add_row("health", self.health_text(r, reasons=1 if short else 3))
         growth = f"{r.rss_growth_rate / 1024:+.0f} KiB/s trend" if r.rss_growth_rate else "trend: warming up"
         since = f", {(r.rss - rss_start) / 2**20:+.1f} MiB since start" if r.rss and rss_start else ""
         status.add_row("memory", f"RSS {mib(r.rss)}{since}; {growth}")
@@ -117,9 +112,35 @@ class View:
                                           style="yellow"))
         if r.app_errors:
             status.add_row("app saw", ", ".join(f"{k} x{v}" for k, v in sorted(r.app_errors.items())))
-        events = Text("\n".join(r.events[-4:]) or "-", style="dim")
-        return Group(head, ups, status, Panel(events, title="otel_hardening log", title_align="left",
-                                              box=box.ROUNDED))
+        events = Text("\n".join(r.events[-2 if short else -4:]) or "-", style="dim", no_wrap=short,
+                      overflow="ellipsis")
+        parts += [status, Panel(events, title="otel_hardening log", title_align="left", box=box.ROUNDED)]
+        return Group(*parts)
+
+    def _upstreams(self, r: Reading, short: bool) -> Table:
+        ups = Table(box=box.SIMPLE_HEAD, expand=not short, show_edge=False, pad_edge=False, collapse_padding=True)
+        for i, header in enumerate(upstream_headers(short)):
+            ups.add_column(header, justify="left" if i < 2 else "right", no_wrap=True)
+        for u in r.upstreams.values():
+            budget = "-" if u.budget_available is None else f"{u.budget_available:.0f}"
+            ups.add_row(u.name, Text(u.circuit, style=STATE_STYLE.get(u.circuit, "")),
+                        *(count(u.outcomes.get(o, 0), short) for o in OUTCOME_COLUMNS),
+                        amplification(u.attempts, u.calls - u.outcomes.get("rejected_circuit_open", 0)), budget)
+        return ups
+
+    def health_text(self, r: Reading, reasons: int) -> Text:
+        """The status and why; while the recovery hold keeps a component worse, how long it still holds."""
+        left = self._recovery.left(r)
+        held = set(r.recovering)
+        others = [reason for reason in r.health_reasons if reason.split(": ", 1)[0] not in held]
+        if left is None:
+            why = "; ".join(r.health_reasons[:reasons]) or "all checks pass"
+            return Text.assemble((r.health, HEALTH_STYLE.get(r.health, "")), f"  {why}")
+        if not others:
+            return Text.assemble(("recovering", "yellow"), f" — healthy in {math.ceil(left)} s (hold)",
+                                 (f"; reported {r.health} until then", "dim"))
+        return Text.assemble((r.health, HEALTH_STYLE.get(r.health, "")),
+                             f"  recovering — {math.ceil(left)} s of hold left; {'; '.join(others[:reasons])}")
 
     # -- plain -----------------------------------------------------------------------------------
 
@@ -129,10 +150,9 @@ class View:
     def status_line(self, r: Reading, phase: Phase, elapsed: float) -> None:
         circuits = " ".join(f"{u.name}={u.circuit}" for u in r.upstreams.values())
         counts = " ".join(f"{o}={r.total(o):.0f}" for o in OUTCOME_COLUMNS if r.total(o))
-        reasons = f" ({'; '.join(r.health_reasons[:2])})" if r.health_reasons else ""
         amp = amplification(r.attempts, r.total() - r.total("rejected_circuit_open"))
         self._line(f"[{elapsed:6.1f}s] {phase.name:8} circuits: {circuits} | calls: {counts} | "
-                   f"attempts/call {amp} | health {r.health}{reasons} | "
+                   f"attempts/call {amp} | health {self.health_text(r, reasons=2).plain} | "
                    f"RSS {mib(r.rss)} leak={'yes' if r.leak_suspected else 'no'}")
 
     def news(self, r: Reading, elapsed: float) -> None:
@@ -164,27 +184,4 @@ class View:
     # -- the end ---------------------------------------------------------------------------------
 
     def summary(self, results: list[PhaseResult], final: Reading) -> Group:
-        table = Table(title="otel-hardening demo: what the library measured, phase by phase",
-                      box=box.ASCII if self.plain else box.ROUNDED, title_justify="left")
-        for column in ("phase", "s", "calls", "ok", "ok after retry", "failed", "rejected (circuit)",
-                       "rejected (budget)", "attempts/call", "payments circuit", "health", "leak"):
-            table.add_column(column, justify="left" if column in ("phase", "payments circuit", "health") else "right")
-        checks = []
-        for res in results:
-            o = {k: res.outcomes.get(k, 0.0) for k in OUTCOME_COLUMNS}
-            states = [s for s in ("closed", "open", "half_open") if s in res.circuits_seen.get("payments", set())]
-            table.add_row(res.phase.name, f"{res.seconds:.0f}", f"{res.calls:.0f}", f"{o['success']:.0f}",
-                          f"{o['success_after_retry']:.0f}", f"{o['failure'] + o['failure_after_retry']:.0f}",
-                          f"{o['rejected_circuit_open']:.0f}", f"{o['rejected_retry_budget']:.0f}",
-                          amplification(res.attempts, res.calls - o["rejected_circuit_open"]),
-                          ",".join(states) or "-", res.worst_health, "yes" if res.leak_seen else "no")
-            ok, what = res.verdict()
-            checks.append(Text.assemble(("PASS" if ok else "MISS", "green" if ok else "yellow"),
-                                        f"  {res.phase.name:9} {what}"))
-        lines: list[RenderableType] = [table, *checks]
-        lines.append(Text(f"final health: {final.health}"))
-        if final.hunt:
-            lines.append(Text(f"the hunt's top site: {final.hunt}"))
-        if final.export_errors:
-            lines.append(Text(f"OTLP export problems: {final.export_errors} (last: {final.last_export_error})"))
-        return Group(*lines)
+        return summary(self.console, results, final, self.plain)

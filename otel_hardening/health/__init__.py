@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from otel_hardening.health._endpoint import HealthServer
     from otel_hardening.health._runtime import Monitor
 
-__all__ = ["ComponentStatus", "HealthConfig", "HealthReport", "Status", "report", "start", "stop"]
+__all__ = ["ComponentStatus", "HealthConfig", "HealthReport", "Status", "report", "running_config", "start",
+           "stop"]
 
 _lock = threading.Lock()
 _monitor: Monitor | None = None
@@ -61,6 +62,12 @@ def report() -> HealthReport:
         failed = ComponentStatus("health", "evaluation", Status.DEGRADED,
                                  "health evaluation failed (see the otel_hardening log)")
         return HealthReport(Status.DEGRADED, (failed,), since=now, time=now)
+
+
+def running_config() -> HealthConfig | None:
+    """The configuration the running monitor uses (its recovery hold, say); None when not started."""
+    monitor = _monitor
+    return monitor.config if monitor is not None else None
 
 
 def start(config: HealthConfig, meter_provider: MeterProvider | None = None,

@@ -3,6 +3,7 @@ library measured (each phase's check passes), with OTLP export configured and no
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -11,17 +12,23 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 
+from otel_hardening.demo._readings import HuntSite, Reading, UpstreamReading
+from otel_hardening.demo._scenario import PHASES as PHASE_OBJECTS
+from otel_hardening.demo._summary import PhaseResult
+from otel_hardening.demo._view import View, upstream_headers
 from otel_hardening.stack import free_port
 from otel_hardening.testing import closed_port
 
 PHASES = ("healthy", "burst", "outage", "recovery", "leak")
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
 
 
 def _health(port: int) -> dict[str, object] | None:
@@ -34,6 +41,7 @@ def _health(port: int) -> dict[str, object] | None:
         return None
 
 
+@pytest.mark.slow
 def test_demo_walks_every_phase_and_the_library_shows_each(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
@@ -79,6 +87,7 @@ def test_demo_walks_every_phase_and_the_library_shows_each(tmp_path: Path) -> No
     assert len(err.strip().splitlines()) <= 2, report
 
 
+@pytest.mark.slow
 def test_live_view_renders_what_was_measured(tmp_path: Path) -> None:
     """Without --plain: the rich view (its last frame, when stdout is not a terminal) and the summary."""
     env = {**os.environ, "COLUMNS": "140"}
@@ -95,3 +104,135 @@ def test_live_view_renders_what_was_measured(tmp_path: Path) -> None:
     assert re.search(r"circuit payments \w+ -> open", out), out  # the library's own log record, shown
     assert re.search(r"^PASS  outage ", out, re.M), out
     assert "=== phase" not in out  # plain lines are for --plain only
+
+
+# -- the view at 80x24 and at 120 columns: rendered in process by rich, nothing cut ---------------
+
+def _reading(recovering: tuple[str, ...] = (), at: float = 1000.0, hold: float | None = 30.0,
+             only_held: bool = False) -> Reading:
+    """A busy moment: every column and status line filled, long reasons, export trouble, a hunt."""
+    outcomes = {"success": 11380, "success_after_retry": 86, "failure": 4, "failure_after_retry": 9,
+                "rejected_circuit_open": 3170, "rejected_retry_budget": 50}
+    ups = {name: UpstreamReading(name, state, dict(outcomes), 12_900, 74.0)
+           for name, state in (("inventory", "closed"), ("payments", "half_open"))}
+    reasons = ("upstream:payments: circuit open (recovering: held critical until stable for 30s)",
+               "leak:memory: suspected memory leak (growing 2.1e+06/s)")
+    return Reading(ups, "critical", reasons[:1] if only_held else reasons,
+                   110_000_000, 2_100_000, True,
+                   HuntSite("/src/otel_hardening/demo/_leak.py", 20, 'entry = b"x" * size', 1_800_000),
+                   3, "Failed to export metrics to 127.0.0.1:4317, error code: StatusCode.UNAVAILABLE",
+                   tuple(f"otel_hardening: circuit payments open -> half_open ({i}), a long record to wrap"
+                         for i in range(6)), 6, {"CircuitOpenError": 906}, at, recovering, hold)
+
+
+def _render(width: int, renderable: Any, height: int = 24) -> list[str]:
+    console = Console(width=width, height=height, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text().rstrip("\n").splitlines()
+
+
+def _header_lines(lines: list[str], first: str) -> list[str]:
+    """The lines of a table's header: from the first holding ``first`` up to the rule under it."""
+    start = next(i for i, line in enumerate(lines) if re.search(rf"\b{re.escape(first)}\b", line))
+    while start > 0 and lines[start - 1].strip() and "─" not in lines[start - 1] and ":" not in lines[start - 1]:
+        start -= 1
+    end = next(i for i in range(start, len(lines)) if "─" in lines[i])
+    return lines[start:end]
+
+
+def _assert_whole(headers: Sequence[str], header_lines: list[str]) -> None:
+    text = "\n".join(header_lines)
+    assert "…" not in text, text
+    for header in headers:
+        for word in header.split():
+            assert re.search(rf"(?<!\S){re.escape(word)}(?!\S)", text), f"header word {word!r} cut:\n{text}"
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_live_view_fits_the_terminal_with_every_header_whole(width: int) -> None:
+    view = View(Console(width=width, file=io.StringIO()), plain=False, phases=PHASE_OBJECTS)
+    view.console = Console(width=width, height=24, record=True, file=io.StringIO(), color_system=None)
+    lines = _render(width, view.frame(_reading(), PHASE_OBJECTS[3], 3, 12, 18, 40, 50_000_000))
+    assert all(len(line) <= width for line in lines)
+    short = width < 100
+    headers = upstream_headers(short)
+    _assert_whole(headers, _header_lines(lines, "upstream"))
+    text = "\n".join(lines)
+    if short:
+        assert len(lines) <= 24, f"{len(lines)} lines at 80x24:\n{text}"
+        legend = text[text.index("ok+r ok after retry"):text.index("\nhealth")]
+        for abbreviation in ("ok+r", "fail+r", "rej:c", "rej:b", "att/c", "budget"):
+            assert re.search(rf"(^|· ){re.escape(abbreviation)} \w", legend, re.M), f"{abbreviation}:\n{legend}"
+    else:
+        assert "attempts/call" in text and "ok+r" not in text
+    for label in ("health", "memory", "leak", "hunt", "export", "app saw", "otel_hardening log", "look at:"):
+        assert re.search(rf"^[│ ]*{re.escape(label)}|─ {re.escape(label)}", text, re.M), f"{label!r}:\n{text}"
+
+
+@pytest.mark.parametrize("width", [80, 120, 160])
+def test_summary_keeps_every_header_whole(width: int) -> None:
+    results = []
+    for phase in PHASE_OBJECTS:
+        result = PhaseResult(phase, 9.0, {"success": 1381, "success_after_retry": 110, "failure": 21,
+                                          "rejected_circuit_open": 859, "rejected_retry_budget": 90}, 1500.0,
+                             {"payments": {"closed", "open", "half_open"}}, "critical", phase.name == "leak",
+                             "otel_hardening/demo/_leak.py:20", {"payments": "closed"}, held=phase.name == "recovery")
+        results.append(result)
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    lines = _render(width, View(console, plain=False, phases=PHASE_OBJECTS).summary(results, _reading()))
+    text = "\n".join(lines)
+    assert all(len(line) <= width for line in lines), text
+    table = text[:text.index("PASS")]
+    assert "…" not in table, table
+    for measure in ("calls", "ok after retry", "failed", "rejected (circuit)", "rejected (budget)", "attempts/call",
+                    "payments", "circuit", "health", "leak", *PHASES):
+        for word in measure.split():
+            assert re.search(rf"(?<![\w(]){re.escape(word)}(?![\w)])", table), f"{word!r} cut at {width}:\n{table}"
+    assert "(hold)" in table and "recovery hold (30 s)" in text, text
+    assert "half_open" in table and "1381" in table
+
+
+def test_recovery_hold_is_shown_as_a_countdown_not_a_bare_critical() -> None:
+    view = View(Console(width=80, file=io.StringIO()), plain=False, phases=PHASE_OBJECTS)
+    held = ("upstream:payments",)
+    first = view.health_text(_reading(held, at=1000.0, only_held=True), 1).plain
+    assert first.startswith("recovering — healthy in 30 s (hold)"), first
+    later = view.health_text(_reading(held, at=1012.4, only_held=True), 1).plain
+    assert later.startswith("recovering — healthy in 18 s (hold)") and "reported critical until then" in later
+    # another component still bad: the status stays, the hold is said beside it
+    mixed = view.health_text(_reading(held, at=1013.0), 1).plain
+    assert mixed.startswith("critical  recovering — 17 s of hold left; leak:memory"), mixed
+    assert view.health_text(_reading(), 1).plain.startswith("critical  upstream:payments")
+    # no running monitor to read the hold from: no countdown is invented
+    assert "recovering —" not in view.health_text(_reading(held, hold=None), 1).plain
+
+
+def test_each_phase_says_what_to_look_at() -> None:
+    for phase in PHASE_OBJECTS:
+        assert phase.look and phase.look != phase.story
+
+
+def test_the_view_reads_the_hold_from_the_running_health_monitor() -> None:
+    """What the countdown rests on: health marks a component it holds worse, and the running monitor's
+    configuration carries the hold (not a number of the demo's own)."""
+    from otel_hardening import health
+    from otel_hardening.demo._readings import RECOVERING
+    from otel_hardening.health._model import ComponentStatus, Damper, Status
+
+    damper = Damper(hold=7.0)
+    down = ComponentStatus("payments", "circuit", Status.CRITICAL, "circuit open")
+    up = ComponentStatus("payments", "circuit", Status.HEALTHY, "circuit closed")
+    damper.apply([down], now=0.0)
+    [held], status = damper.apply([up], now=1.0)
+    assert status is Status.CRITICAL and RECOVERING in held.reason
+    [free], status = damper.apply([up], now=8.0)
+    assert status is Status.HEALTHY and RECOVERING not in free.reason
+
+    assert health.running_config() is None
+    health.start(health.HealthConfig(recovery_hold=7.0))
+    try:
+        config = health.running_config()
+        assert config is not None and config.recovery_hold == 7.0
+    finally:
+        health.stop()
+    assert health.running_config() is None

@@ -1,0 +1,134 @@
+"""The demo's last screen: what the library measured in each phase, and each phase's check.
+
+As wide as the terminal allows: one row per phase when every column fits, else one column per phase
+(the measures as row labels, in full words), so no header is ever cut."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from otel_hardening.demo._readings import OUTCOME_COLUMNS, Reading
+from otel_hardening.demo._scenario import Phase
+
+TITLE = "otel-hardening demo: what the library measured, phase by phase"
+MEASURES = ("s", "calls", "ok", "ok after retry", "failed", "rejected (circuit)", "rejected (budget)",
+            "attempts/call", "payments circuit", "health", "leak")
+BROKEN = {"ok after retry": "ok after\nretry", "rejected (circuit)": "rejected\n(circuit)",
+          "rejected (budget)": "rejected\n(budget)", "payments circuit": "payments\ncircuit"}
+"""Headers broken by hand: every column is no_wrap, so rich never cuts a word to make the table fit."""
+LEFT = frozenset({"phase", "payments circuit", "health"})
+
+
+def amplification(attempts: float, calls: float) -> str:
+    return f"{attempts / calls:.2f}x" if calls else "-"
+
+
+@dataclass
+class PhaseResult:
+    """What was measured while one phase ran (differences of the cumulative readings)."""
+
+    phase: Phase
+    seconds: float
+    outcomes: dict[str, float] = field(default_factory=dict)
+    attempts: float = 0.0
+    circuits_seen: dict[str, set[str]] = field(default_factory=dict)
+    worst_health: str = "healthy"
+    leak_seen: bool = False
+    hunt: str | None = None
+    end_circuits: dict[str, str] = field(default_factory=dict)
+    held: bool = False
+    """The phase ended while health still waited out its recovery hold."""
+
+    @property
+    def calls(self) -> float:
+        return float(sum(self.outcomes.values()))
+
+    def verdict(self) -> tuple[bool, str]:
+        """Did the measurements show what the phase is about? (passed, what was checked)"""
+        o = {k: self.outcomes.get(k, 0.0) for k in OUTCOME_COLUMNS}
+        name = self.phase.name
+        if name == "healthy":
+            return o["success"] > 0 and self.calls == o["success"], "every call succeeded first time"
+        if name == "burst":
+            return o["success_after_retry"] > 0, "retries turned 503s into successes"
+        if name == "outage":
+            return (o["rejected_circuit_open"] > 0 and "open" in self.circuits_seen.get("payments", set()),
+                    "payments circuit opened and rejected calls without I/O")
+        if name == "recovery":
+            return (self.end_circuits.get("payments") == "closed" and o["success"] > 0,
+                    "payments circuit closed again")
+        if name == "leak":
+            ok = self.leak_seen and self.hunt is not None and "demo/_leak.py" in self.hunt
+            return ok, "leak flagged and the hunt named the leaking line"
+        return True, ""
+
+    def cells(self, stacked: bool = False) -> tuple[str, ...]:
+        """The values of MEASURES, in order; ``stacked``: the multi-word ones one word a line."""
+        o = {k: self.outcomes.get(k, 0.0) for k in OUTCOME_COLUMNS}
+        states = [s for s in ("closed", "open", "half_open") if s in self.circuits_seen.get("payments", set())]
+        sep = "\n" if stacked else " "
+        health = f"{self.worst_health}{sep}(hold)" if self.held else self.worst_health
+        return (f"{self.seconds:.0f}", f"{self.calls:.0f}", f"{o['success']:.0f}", f"{o['success_after_retry']:.0f}",
+                f"{o['failure'] + o['failure_after_retry']:.0f}", f"{o['rejected_circuit_open']:.0f}",
+                f"{o['rejected_retry_budget']:.0f}",
+                amplification(self.attempts, self.calls - o["rejected_circuit_open"]),
+                ("\n" if stacked else ", ").join(states) or "-", health, "yes" if self.leak_seen else "no")
+
+
+def by_phase_rows(results: list[PhaseResult], plain: bool) -> Table:
+    table = Table(title=TITLE, box=box.ASCII if plain else box.ROUNDED, title_justify="left")
+    for column in ("phase", *MEASURES):
+        table.add_column(BROKEN.get(column, column), justify="left" if column in LEFT else "right", no_wrap=True)
+    for res in results:
+        table.add_row(res.phase.name, *res.cells())
+    return table
+
+
+def by_phase_columns(results: list[PhaseResult]) -> Table:
+    table = Table(title=TITLE, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    table.add_column("", no_wrap=True)
+    for res in results:
+        table.add_column(res.phase.name, justify="right", no_wrap=True)
+    columns = [res.cells(stacked=True) for res in results]
+    for i, measure in enumerate(MEASURES):
+        label = "seconds" if measure == "s" else measure
+        table.add_row(Text(label, style="bold"), *(cells[i] for cells in columns))
+    return table
+
+
+def fits(console: Console, table: Table) -> bool:
+    """Whether the table fits at its natural width: its columns are no_wrap, so anything narrower
+    would make rich cut cells and headers (rich's minimum assumes they could wrap at spaces)."""
+    expand, table.expand = table.expand, False  # an expanding table measures as the whole width
+    try:
+        return Measurement.get(console, console.options.update_width(10_000), table).maximum <= console.width
+    finally:
+        table.expand = expand
+
+
+def summary(console: Console, results: list[PhaseResult], final: Reading, plain: bool) -> Group:
+    table = by_phase_rows(results, plain)
+    if not plain and not fits(console, table):
+        table = by_phase_columns(results)
+    lines: list[RenderableType] = [table]
+    for res in results:
+        ok, what = res.verdict()
+        lines.append(Text.assemble(("PASS" if ok else "MISS", "green" if ok else "yellow"),
+                                   f"  {res.phase.name:9} {what}"))
+    if any(res.held for res in results):
+        hold = f" ({final.recovery_hold:g} s)" if final.recovery_hold is not None else ""
+        lines.append(Text(f"(hold): the phase ended while health waited out its recovery hold{hold}: a better "
+                          "status must hold that long before it is reported, so it does not flap", style="dim"))
+    lines.append(Text(f"final health: {final.health}"))
+    if final.hunt:
+        lines.append(Text(f"the hunt's top site: {final.hunt}"))
+    if final.export_errors:
+        lines.append(Text(f"OTLP export problems: {final.export_errors} (last: {final.last_export_error})"))
+    return Group(*lines)

@@ -1,6 +1,6 @@
 """Build hook: the local stack's configs ship in the wheel, copied from the repo's top-level folders.
 
-collector/, prometheus/, alertmanager/, grafana/ and dashboards/build/ stay the only source: at build
+collector/, prometheus/, alertmanager/, jaeger/, grafana/ and dashboards/build/ stay the only source: at build
 time they are copied into ``otel_hardening/stack/_data/`` inside the wheel (never into the checkout), so
 ``otel-hardening stack up`` works from an installed wheel. Everything else is in pyproject.toml.
 """
@@ -14,7 +14,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-STACK_DATA = ("collector", "prometheus", "alertmanager", "grafana", "dashboards/build")
+STACK_DATA = ("collector", "prometheus", "alertmanager", "jaeger", "grafana", "dashboards/build")
 SKIP = shutil.ignore_patterns("*.md", "__pycache__", "*.pyc")
 
 

@@ -28,7 +28,7 @@ check() {  # check <label> <env assignments...> -- <config files...>
 check "single (compose)" -- otelcol-config.yaml
 files=(OTELCOL_TRACES_FILE=/dev/null OTELCOL_LOGS_FILE=/dev/null)
 check "single (local stack)" "${files[@]}" -- otelcol-config.yaml local-overlay.yaml
-check "single (local, no Tempo, no Loki)" "${files[@]}" -- otelcol-config.yaml local-overlay.yaml local-no-tempo.yaml local-no-loki.yaml
+check "single (local, no Jaeger, no VictoriaLogs)" "${files[@]}" -- otelcol-config.yaml local-overlay.yaml local-no-traces.yaml local-no-logs.yaml
 check "gateway" -- otelcol-config.yaml gateway.yaml
 check "gateway (local)" "${files[@]}" -- otelcol-config.yaml gateway.yaml local-overlay.yaml
 check "agent" "OTELCOL_GATEWAYS=[127.0.0.1:4317, 127.0.0.1:5317]" -- agent.yaml

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build one of the stack's Go components once, into a cache outside the repo, and print its binary.
 #
-#   BIN="$(tools/build-component.sh grafana)"   # grafana | tempo | loki | dashboard-linter | jsonnet
+#   BIN="$(tools/build-component.sh jaeger)"   # jaeger | victorialogs | docker-compose | dashboard-linter | jsonnet
 #
 # Each component is pinned (otel_hardening/stack/components.tsv) to a module version the Go module
 # proxy reachable here serves; `go install pkg@version` does not work for most of them (the proxy
-# refuses version lists, and some modules have replace directives), so each is built from a writable
-# copy of its module or from a wrapper module. The cache key is the name and version; cache root as in
+# refuses version lists, and some modules have replace directives), so each is built from a wrapper
+# module. The cache key is the name and version; cache root as in
 # collector/build.sh: $OTELCOL_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/otel-hardening.
 # Only the binary path goes to stdout; progress and errors go to stderr.
 set -euo pipefail
@@ -37,44 +37,32 @@ bin="$out/$binary"
 if [[ -x "$bin" ]]; then printf '%s\n' "$bin"; exit 0; fi
 command -v go >/dev/null 2>&1 || die "Go is not installed (need Go >= 1.23)"
 
-export GOFLAGS="${GOFLAGS:-} -buildvcs=false" GOWORK=off GOTOOLCHAIN=local
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false" GOWORK=off
 mkdir -p "$cache"
 work="$(mktemp -d "$cache/.build-$name.XXXXXX")"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 
-# A writable copy of the module source (go build refuses replace directives of a dependency).
-module_copy() {
-  local dir
-  dir="$(retry go mod download -json "$module@$version" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
-  [[ -d "$dir" ]] || die "go mod download $module@$version gave no source directory"
-  cp -r "$dir" "$work/src"
-  chmod -R u+w "$work/src"
+# A wrapper module that takes the program as a tool dependency (the module row's way for Jaeger).
+build_jaeger() {
+  mkdir -p "$work/wrap" && cd "$work/wrap"
+  go mod init wrap >/dev/null 2>&1
+  retry go get -tool "$module/cmd/jaeger@$version" >&2
+  retry go build -ldflags "-s -w" -o "$work/bin/jaeger" "$module/cmd/jaeger" >&2
 }
 
-build_grafana() {
-  module_copy
-  cd "$work/src"
-  retry go run github.com/google/wire/cmd/wire@v0.7.0 gen -tags oss ./pkg/server >&2
-  retry go build -tags oss -ldflags "-s -w" -o "$work/bin/grafana" ./pkg/cmd/grafana >&2
-  # grafana server needs its home (conf/defaults.ini, public/): keep the parts it reads.
-  mkdir -p "$work/home"
-  cp -r conf "$work/home/conf"
-  mkdir -p "$work/home/public"
-  cp -r public/app/plugins "$work/home/public/plugins-src" 2>/dev/null || true
-  [[ -d public ]] && cp -r public "$work/home/" 2>/dev/null || true
+build_victorialogs() {
+  mkdir -p "$work/wrap" && cd "$work/wrap"
+  go mod init wrap >/dev/null 2>&1
+  retry go get "$module/app/victoria-logs@$version" >&2
+  retry go build -ldflags "-s -w" -o "$work/bin/victoria-logs" "$module/app/victoria-logs" >&2
 }
 
-build_tempo() {
-  GONOSUMDB=github.com/grafana/tempo module_copy
-  cd "$work/src"
-  retry go build -ldflags "-s -w" -o "$work/bin/tempo" ./cmd/tempo >&2
-}
-
-build_loki() {
-  module_copy
-  cd "$work/src"
-  go mod edit -dropreplace github.com/grafana/loki/pkg/push
-  retry env GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "-s -w" -o "$work/bin/loki" ./cmd/loki >&2
+# Validation only: `docker-compose config -q` checks the compose file without an engine.
+build_docker_compose() {
+  mkdir -p "$work/wrap" && cd "$work/wrap"
+  go mod init wrap >/dev/null 2>&1
+  retry go get "$module/cmd@$version" >&2
+  retry go build -ldflags "-s -w" -o "$work/bin/docker-compose" "$module/cmd" >&2
 }
 
 build_dashboard_linter() {
@@ -102,7 +90,6 @@ mkdir -p "$work/bin"
 rm -rf "$out.tmp.$$"
 mkdir -p "$out.tmp.$$"
 mv "$work/bin/"* "$out.tmp.$$/"
-[[ -d "$work/home" ]] && mv "$work/home" "$out.tmp.$$/home"
 rm -rf "$out" && mv "$out.tmp.$$" "$out"
 log "built in $((SECONDS - start))s: $bin"
 printf '%s\n' "$bin"

@@ -48,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"OTEL_EXPORTER_OTLP_ENDPOINT={stack.otlp_grpc_endpoint}")
             for name, url in stack.urls().items():
                 print(f"{name + ':':14}{url}")
-            if stack.runs("grafana"):
-                # A password the user chose is not echoed (terminal scrollback, CI logs).
-                login = (f"admin / {stack.grafana_admin_password}  (generated for this run)"
-                         if stack.grafana_password_generated else "admin / $GRAFANA_ADMIN_PASSWORD")
-                print(f"{'':14}login {login}; anonymous users are viewers")
+            if stack.runs("jaeger"):
+                print(f"{'':14}Jaeger: search by exact tag, /api/traces?service=NAME&tags={{\"k\":\"v\"}}; "
+                      "this build serves no web UI (its / is a placeholder): browse traces in Grafana")
+            print(f"{'grafana:':14}not run here: it runs in the compose stack (docker compose up), or in your "
+                  f"own Grafana provisioned from {stack.grafana_provisioning} (this stack's URLs; the "
+                  "logs data source needs the victoriametrics-logs-datasource plugin)")
             print(f"{'copies:':14}{stack.traces_file}, {stack.logs_file}")
             print(f"{'process logs:':14}{run_dir}/*.log")
         elif args.command == "down":

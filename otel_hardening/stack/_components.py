@@ -1,5 +1,6 @@
-"""The stack's Go components (Grafana, Tempo, Loki, ...): pinned in components.tsv (package data),
-built once by tools/build-component.sh into the same cache as the collector."""
+"""The stack's Go components (Jaeger, VictoriaLogs, and the tools the tests use): pinned in
+components.tsv (package data), built once by tools/build-component.sh into the same cache as the
+collector."""
 
 from __future__ import annotations
 
@@ -68,17 +69,3 @@ def find_component(name: str) -> Path:
         f"{name} is not built (no {path}): build it once with `{comp.build_command}` "
         f"(from a checkout; minutes), or set {comp.env_var}"
     )
-
-
-def grafana_home(grafana_bin: Path) -> Path:
-    """Grafana's --homepath (conf/defaults.ini, public/): ``home`` next to the cached binary, or
-    ``$OTEL_HARDENING_GRAFANA_HOME``."""
-    env = os.environ.get("OTEL_HARDENING_GRAFANA_HOME")
-    home = Path(env) if env else grafana_bin.parent / "home"
-    if not (home / "conf" / "defaults.ini").is_file():
-        source = "OTEL_HARDENING_GRAFANA_HOME=" + env if env else f"{home} (next to {grafana_bin})"
-        raise StackError(
-            f"Grafana's home directory {source} has no conf/defaults.ini: rebuild with "
-            "`bash tools/build-component.sh grafana` or set OTEL_HARDENING_GRAFANA_HOME"
-        )
-    return home

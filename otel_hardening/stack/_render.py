@@ -11,8 +11,11 @@ from typing import Any
 
 from otel_hardening.stack._process import StackError, free_port
 
-OPTIONAL = ("tempo", "loki", "grafana")
+OPTIONAL = ("jaeger", "victorialogs")
 """Components the stack can run without, when asked (``--without NAME``)."""
+
+NO_BACKEND_OVERLAY = {"jaeger": "local-no-traces.yaml", "victorialogs": "local-no-logs.yaml"}
+"""The collector overlay (collector/) that drops the exporter of a component left out."""
 
 RULES_MOUNT = "/etc/prometheus-rules/"
 """Where prometheus.yml (and compose) expect the built rule files; the stack maps it to the checkout."""
@@ -30,14 +33,10 @@ class StackSettings:
     evaluation_interval: str | None = None
     """Rule evaluation interval; None keeps prometheus/prometheus.yml's."""
     ready_timeout: float = 60.0
-    grafana_ready_timeout: float = 180.0
-    """Grafana migrates its database on the first start: slow on a busy machine."""
     without: frozenset[str] = frozenset()
-    """Optional components (tempo, loki, grafana) not to start."""
+    """Optional components (jaeger, victorialogs) not to start."""
     alert_webhook_url: str | None = None
     """Every Alertmanager webhook receiver's URL is replaced by this one (None: keep the file's)."""
-    grafana_admin_password: str | None = None
-    """None: $GRAFANA_ADMIN_PASSWORD, else one generated for the run and printed by ``up``."""
     extra_collector_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -50,13 +49,12 @@ class Ports:
     self_metrics: int
     prometheus: int
     alertmanager: int
-    tempo_http: int = 0
-    tempo_grpc: int = 0
-    tempo_otlp: int = 0
-    tempo_memberlist: int = 0
-    loki_http: int = 0
-    loki_grpc: int = 0
-    grafana: int = 0
+    jaeger: int = 0
+    """Jaeger's query API (HTTP)."""
+    jaeger_grpc: int = 0
+    jaeger_otlp: int = 0
+    victorialogs: int = 0
+    """VictoriaLogs' HTTP port: ingest, LogsQL queries and its web UI."""
 
     @classmethod
     def pick(cls) -> Ports:
@@ -78,8 +76,9 @@ def collector_env(
         "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{ports.prom_exporter}",
         "OTELCOL_SELF_METRICS_HOST": "127.0.0.1",
         "OTELCOL_SELF_METRICS_PORT": str(ports.self_metrics),
-        "OTELCOL_TEMPO_OTLP_ENDPOINT": f"127.0.0.1:{ports.tempo_otlp}",
-        "OTELCOL_LOKI_OTLP_ENDPOINT": f"http://127.0.0.1:{ports.loki_http}/otlp",
+        "OTELCOL_JAEGER_OTLP_ENDPOINT": f"127.0.0.1:{ports.jaeger_otlp}",
+        "OTELCOL_VICTORIALOGS_LOGS_ENDPOINT":
+            f"http://127.0.0.1:{ports.victorialogs}/insert/opentelemetry/v1/logs",
         "OTELCOL_TRACES_FILE": str(traces_file),
         "OTELCOL_LOGS_FILE": str(logs_file or traces_file.with_name(traces_file.stem + "-logs.jsonl")),
         "OTELCOL_SAMPLING_PERCENTAGE": f"{settings.sampling_percentage:g}",
@@ -147,46 +146,17 @@ def render_alertmanager_config(source: Path, webhook_url: str | None) -> dict[st
     return config
 
 
-def render_tempo_config(source: Path, ports: Ports, data_dir: Path) -> dict[str, Any]:
-    """grafana/tempo/tempo.yaml on loopback, storage under ``data_dir``."""
-    config = load_yaml(source)
-    server = config.setdefault("server", {})
-    server.update({
-        "http_listen_address": "127.0.0.1", "http_listen_port": ports.tempo_http,
-        "grpc_listen_address": "127.0.0.1", "grpc_listen_port": ports.tempo_grpc,
-    })
-    try:
-        protocols = config["distributor"]["receivers"]["otlp"]["protocols"]
-    except (KeyError, TypeError):
-        raise StackError(f"{source}: no distributor.receivers.otlp.protocols to move to loopback") from None
-    protocols.pop("http", None)
-    protocols["grpc"] = {**(protocols.get("grpc") or {}), "endpoint": f"127.0.0.1:{ports.tempo_otlp}"}
-    config["memberlist"] = {
-        "bind_addr": ["127.0.0.1"], "bind_port": ports.tempo_memberlist, "join_members": [],
+def jaeger_env(ports: Ports) -> dict[str, str]:
+    """The ${env:...} addresses jaeger/jaeger.yaml reads, on this stack's loopback ports."""
+    return {
+        "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.jaeger_otlp}",
+        "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{ports.jaeger}",
+        "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{ports.jaeger_grpc}",
     }
-    storage = config.setdefault("storage", {}).setdefault("trace", {})
-    storage["backend"] = "local"
-    storage["wal"] = {**(storage.get("wal") or {}), "path": str(data_dir / "wal")}
-    storage["local"] = {**(storage.get("local") or {}), "path": str(data_dir / "blocks")}
-    return config
 
 
-def render_loki_config(source: Path, ports: Ports, data_dir: Path) -> dict[str, Any]:
-    """grafana/loki/loki.yaml on loopback, storage under ``data_dir``."""
-    config = load_yaml(source)
-    config.setdefault("server", {}).update({
-        "http_listen_address": "127.0.0.1", "http_listen_port": ports.loki_http,
-        "grpc_listen_address": "127.0.0.1", "grpc_listen_port": ports.loki_grpc,
-    })
-    common = config.setdefault("common", {})
-    common["instance_addr"] = "127.0.0.1"
-    common["path_prefix"] = str(data_dir)
-    common["storage"] = {"filesystem": {
-        "chunks_directory": str(data_dir / "chunks"), "rules_directory": str(data_dir / "rules"),
-    }}
-    # Answer /ready as soon as the ingester has joined its (in-memory) ring, not 15 s later.
-    config.setdefault("ingester", {}).setdefault("lifecycler", {})["min_ready_duration"] = "0s"
-    return config
+DATASOURCE_UIDS = ("prometheus", "jaeger", "victorialogs", "alertmanager")
+"""The provisioned data sources' fixed uids (dashboards refer to them); each is the component's name."""
 
 
 def render_grafana_datasources(source: Path, urls: dict[str, str]) -> dict[str, Any]:
@@ -196,7 +166,7 @@ def render_grafana_datasources(source: Path, urls: dict[str, str]) -> dict[str, 
     kept = []
     for datasource in config.get("datasources", []):
         uid = datasource.get("uid")
-        if uid not in {"prometheus", "tempo", "loki", "alertmanager"}:
+        if uid not in DATASOURCE_UIDS:
             raise StackError(f"{source}: the local stack does not know where data source {uid!r} is")
         if uid in urls:
             kept.append({**datasource, "url": urls[uid]})
@@ -210,49 +180,3 @@ def render_grafana_dashboards(source: Path, dashboards_dir: Path) -> dict[str, A
     for provider in config.get("providers", []):
         provider.setdefault("options", {})["path"] = str(dashboards_dir)
     return config
-
-
-def grafana_ini(port: int, grafana_dir: Path) -> str:
-    """Grafana's custom.ini for the local stack. No password in it: the admin password is passed in
-    the environment of the Grafana process only."""
-    return f"""\
-# Rendered by otel_hardening.stack for this run; the admin password is not in this file.
-[server]
-http_addr = 127.0.0.1
-http_port = {port}
-root_url = http://127.0.0.1:{port}/
-
-[paths]
-data = {grafana_dir / "data"}
-logs = {grafana_dir / "logs"}
-plugins = {grafana_dir / "plugins"}
-provisioning = {grafana_dir / "provisioning"}
-
-[log]
-mode = console
-
-[analytics]
-reporting_enabled = false
-check_for_updates = false
-check_for_plugin_updates = false
-
-[security]
-admin_user = admin
-disable_gravatar = true
-
-[users]
-allow_sign_up = false
-
-[auth.anonymous]
-enabled = true
-org_role = Viewer
-
-[unified_alerting]
-enabled = false
-
-[alerting]
-enabled = false
-
-[plugins]
-preinstall_disabled = true
-"""

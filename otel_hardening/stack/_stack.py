@@ -1,29 +1,27 @@
-"""The local no-Docker stack: the built collector, Prometheus, Alertmanager, Tempo, Loki and Grafana
+"""The local no-Docker stack: the built collector, Prometheus, Alertmanager, Jaeger and VictoriaLogs
 on free loopback ports.
 
 It runs the repository's own config files (collector/otelcol-config.yaml + local-overlay.yaml,
-prometheus/prometheus.yml, alertmanager/alertmanager.yml, grafana/tempo/tempo.yaml,
-grafana/loki/loki.yaml, grafana/provisioning/), the same ones docker-compose mounts, rendered to
-loopback ports and the run directory (see _render.py).
+prometheus/prometheus.yml, alertmanager/alertmanager.yml, jaeger/jaeger.yaml), the same ones
+docker-compose mounts, rendered to loopback ports and the run directory (see _render.py).
+Grafana is not run here: grafana/provisioning/ is rendered into the run directory with this stack's
+URLs, for a Grafana of the user's own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import secrets
 import shutil
-import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from otel_hardening.stack import _render
-from otel_hardening.stack._components import find_component, grafana_home
+from otel_hardening.stack._components import find_component
 from otel_hardening.stack._paths import find_collector, repo_root, require_tool
 from otel_hardening.stack._process import ManagedProcess, StackError, tail
-from otel_hardening.stack._render import OPTIONAL, Ports, StackSettings, collector_env
+from otel_hardening.stack._render import NO_BACKEND_OVERLAY, OPTIONAL, Ports, StackSettings, collector_env
 
 _STATE = "stack.json"
 
@@ -41,8 +39,6 @@ class LocalStack:
         self._collector_bin = collector_bin
         self.ports: Ports | None = None
         self.procs: dict[str, ManagedProcess] = {}
-        self.grafana_admin_password: str | None = None
-        self.grafana_password_generated = False
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -61,7 +57,7 @@ class LocalStack:
     def collector_configs(self) -> list[Path]:
         collector = self.root / "collector"
         configs = [collector / "otelcol-config.yaml", collector / "local-overlay.yaml"]
-        configs += [collector / f"local-no-{name}.yaml" for name in ("tempo", "loki") if not self.runs(name)]
+        configs += [collector / NO_BACKEND_OVERLAY[name] for name in OPTIONAL if not self.runs(name)]
         return configs
 
     @property
@@ -77,11 +73,20 @@ class LocalStack:
         grafana = self.root / "grafana"
         return [
             *self.collector_configs, self.root / "prometheus" / "prometheus.yml",
-            self.root / "alertmanager" / "alertmanager.yml", grafana / "tempo" / "tempo.yaml",
-            grafana / "loki" / "loki.yaml", grafana / "provisioning" / "datasources" / "datasources.yaml",
+            self.root / "alertmanager" / "alertmanager.yml", self.jaeger_config,
+            grafana / "provisioning" / "datasources" / "datasources.yaml",
             grafana / "provisioning" / "dashboards" / "dashboards.yaml",
             *sorted(self.rules_dir.glob("*.yaml")), *sorted(self.dashboards_dir.glob("*.json")),
         ]
+
+    @property
+    def jaeger_config(self) -> Path:
+        return self.root / "jaeger" / "jaeger.yaml"
+
+    @property
+    def grafana_provisioning(self) -> Path:
+        """grafana/provisioning/ rendered with this stack's URLs, for a Grafana of the user's own."""
+        return self.run_dir / "grafana" / "provisioning"
 
     def _ports(self) -> Ports:
         if self.ports is None:
@@ -105,16 +110,14 @@ class LocalStack:
         return f"http://127.0.0.1:{self._ports().alertmanager}"
 
     @property
-    def tempo_url(self) -> str:
-        return f"http://127.0.0.1:{self._ports().tempo_http}"
+    def jaeger_url(self) -> str:
+        """Jaeger's query API (``/api/traces``, ``/api/services``); it serves no web UI."""
+        return f"http://127.0.0.1:{self._ports().jaeger}"
 
     @property
-    def loki_url(self) -> str:
-        return f"http://127.0.0.1:{self._ports().loki_http}"
-
-    @property
-    def grafana_url(self) -> str:
-        return f"http://127.0.0.1:{self._ports().grafana}"
+    def victorialogs_url(self) -> str:
+        """VictoriaLogs: LogsQL at ``/select/logsql/query``, its web UI at ``/select/vmui/``."""
+        return f"http://127.0.0.1:{self._ports().victorialogs}"
 
     def urls(self) -> dict[str, str]:
         """What ``up`` prints: every endpoint of the components that run."""
@@ -122,9 +125,11 @@ class LocalStack:
             "OTLP gRPC": self.otlp_grpc_endpoint, "OTLP HTTP": self.otlp_http_endpoint,
             "prometheus": self.prometheus_url, "alertmanager": self.alertmanager_url,
         }
-        for name in OPTIONAL:
-            if self.runs(name):
-                urls[name] = getattr(self, f"{name}_url")
+        if self.runs("jaeger"):
+            urls["jaeger API"] = f"{self.jaeger_url}/api/traces"
+        if self.runs("victorialogs"):
+            urls["logs API"] = f"{self.victorialogs_url}/select/logsql/query"
+            urls["logs web UI"] = f"{self.victorialogs_url}/select/vmui/"
         return urls
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -146,22 +151,19 @@ class LocalStack:
                     binaries[name] = find_component(name)
                 except StackError as exc:
                     raise StackError(f"{exc}; or start the stack without it: --without {name}") from None
-        home = grafana_home(binaries["grafana"]) if "grafana" in binaries else None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ports = ports = Ports.pick()
         try:
             self._start_alertmanager(alertmanager, ports)
-            if "loki" in binaries:
-                self._start_loki(binaries["loki"], ports)
-            if "tempo" in binaries:
-                self._start_tempo(binaries["tempo"], ports)
+            if "victorialogs" in binaries:
+                self._start_victorialogs(binaries["victorialogs"], ports)
+            if "jaeger" in binaries:
+                self._start_jaeger(binaries["jaeger"], ports)
             self._start_prometheus(prometheus, ports)
             self.start_collector(collector_bin)
-            if "grafana" in binaries and home is not None:
-                self._start_grafana(binaries["grafana"], home, ports)
-            for name, proc in self.procs.items():
-                slow = name == "grafana"
-                proc.wait_ready(self.settings.grafana_ready_timeout if slow else self.settings.ready_timeout)
+            self._render_grafana_provisioning()
+            for proc in self.procs.values():
+                proc.wait_ready(self.settings.ready_timeout)
         except BaseException:
             self.down()
             raise
@@ -193,8 +195,7 @@ class LocalStack:
     def _write(self, name: str, config: Mapping[str, Any]) -> Path:
         path = self.run_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        # JSON is YAML; a YAML date (e.g. an unquoted schema `from:`) is written back as its ISO string.
-        path.write_text(json.dumps(config, indent=2, default=str))
+        path.write_text(json.dumps(config, indent=2))  # JSON is YAML
         return path
 
     def _start_prometheus(self, binary: str, ports: Ports) -> None:
@@ -221,62 +222,31 @@ class LocalStack:
             self.run_dir / "alertmanager.log", f"http://127.0.0.1:{ports.alertmanager}/-/ready",
         )
 
-    def _start_tempo(self, binary: Path, ports: Ports) -> None:
-        config = _render.render_tempo_config(
-            self.root / "grafana" / "tempo" / "tempo.yaml", ports, self.run_dir / "tempo-data"
-        )
-        path = self._write("tempo.yaml", config)
-        self.procs["tempo"] = ManagedProcess.start(
-            "tempo", [str(binary), f"-config.file={path}"], self.run_dir / "tempo.log",
-            f"{self.tempo_url}/ready", cwd=self.run_dir,
+    def _start_jaeger(self, binary: Path, ports: Ports) -> None:
+        # The checkout's jaeger/jaeger.yaml as is: it reads its addresses from the environment.
+        self.procs["jaeger"] = ManagedProcess.start(
+            "jaeger", [str(binary), "--config", str(self.jaeger_config)], self.run_dir / "jaeger.log",
+            f"{self.jaeger_url}/api/services", env=_render.jaeger_env(ports), cwd=self.run_dir,
         )
 
-    def _start_loki(self, binary: Path, ports: Ports) -> None:
-        config = _render.render_loki_config(
-            self.root / "grafana" / "loki" / "loki.yaml", ports, self.run_dir / "loki-data"
-        )
-        path = self._write("loki.yaml", config)
-        self.procs["loki"] = ManagedProcess.start(
-            "loki", [str(binary), f"-config.file={path}"], self.run_dir / "loki.log",
-            f"{self.loki_url}/ready", cwd=self.run_dir,
+    def _start_victorialogs(self, binary: Path, ports: Ports) -> None:
+        self.procs["victorialogs"] = ManagedProcess.start(
+            "victorialogs",
+            [str(binary), f"-storageDataPath={self.run_dir / 'victorialogs-data'}",
+             f"-httpListenAddr=127.0.0.1:{ports.victorialogs}"],
+            self.run_dir / "victorialogs.log", f"{self.victorialogs_url}/health", cwd=self.run_dir,
         )
 
-    def _start_grafana(self, binary: Path, home: Path, ports: Ports) -> None:
-        grafana_dir = self.run_dir / "grafana"
-        provisioning = grafana_dir / "provisioning"
-        for sub in ("datasources", "dashboards", "plugins", "notifiers", "alerting"):
-            (provisioning / sub).mkdir(parents=True, exist_ok=True)
+    def _render_grafana_provisioning(self) -> None:
         urls = {"prometheus": self.prometheus_url, "alertmanager": self.alertmanager_url}
-        urls |= {name: getattr(self, f"{name}_url") for name in ("tempo", "loki") if self.runs(name)}
+        urls |= {name: getattr(self, f"{name}_url") for name in OPTIONAL if self.runs(name)}
         source = self.root / "grafana" / "provisioning"
-        self._write("grafana/provisioning/datasources/datasources.yaml",
+        target = self.grafana_provisioning.relative_to(self.run_dir)
+        self._write(str(target / "datasources" / "datasources.yaml"),
                     _render.render_grafana_datasources(source / "datasources" / "datasources.yaml", urls))
-        self._write("grafana/provisioning/dashboards/dashboards.yaml",
+        self._write(str(target / "dashboards" / "dashboards.yaml"),
                     _render.render_grafana_dashboards(source / "dashboards" / "dashboards.yaml",
                                                       self.dashboards_dir))
-        ini = grafana_dir / "custom.ini"
-        ini.write_text(_render.grafana_ini(ports.grafana, grafana_dir))
-        password = self._grafana_password()
-        common = ["--homepath", str(home), "--config", str(ini)]
-        if (grafana_dir / "data" / "grafana.db").exists():
-            # The admin password is set when the database is created: reset it for this run.
-            reset = subprocess.run(
-                [str(binary), "cli", *common, "admin", "reset-admin-password", "--password-from-stdin"],
-                input=password, capture_output=True, text=True, timeout=120, check=False,
-            )
-            if reset.returncode != 0:
-                raise StackError(f"grafana cli admin reset-admin-password failed: {reset.stderr.strip()[-500:]}")
-        self.procs["grafana"] = ManagedProcess.start(
-            "grafana", [str(binary), "server", *common], self.run_dir / "grafana.log",
-            f"{self.grafana_url}/api/health", env={"GF_SECURITY_ADMIN_PASSWORD": password},
-            cwd=self.run_dir,
-        )
-
-    def _grafana_password(self) -> str:
-        password = self.settings.grafana_admin_password or os.environ.get("GRAFANA_ADMIN_PASSWORD")
-        self.grafana_password_generated = not password
-        self.grafana_admin_password = password or secrets.token_urlsafe(18)
-        return self.grafana_admin_password
 
     def down(self) -> None:
         """Stop what this stack started (by recorded pid), newest first; keep the logs."""

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_FILES = ("collector/otelcol-config.yaml", "collector/builder-config.yaml", "collector/build.sh",
-               "prometheus/prometheus.yml", "alertmanager/alertmanager.yml")
+               "prometheus/prometheus.yml", "alertmanager/alertmanager.yml", "jaeger/jaeger.yaml")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

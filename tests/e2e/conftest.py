@@ -1,11 +1,12 @@
 """Fixtures for the end-to-end tests: the real collector binary, Prometheus and Alertmanager on free
-loopback ports (otel_hardening.stack), the demo app in a subprocess, and a flaky upstream; Tempo,
-Loki and Grafana for the dashboard and alert tests.
+loopback ports (otel_hardening.stack), the demo app in a subprocess, and a flaky upstream; Jaeger and
+VictoriaLogs for the trace/log search, dashboard and alert tests, read through their own HTTP APIs
+(``jaeger_traces``, ``logsql``).
 
-The collector comes from ``$OTELCOL_BIN`` or the cache collector/build.sh fills, Tempo/Loki/Grafana
-from ``$OTEL_HARDENING_<NAME>_BIN`` or the cache tools/build-component.sh fills. When one of them or
-Prometheus/Alertmanager is missing, the tests that need it skip with the reason, and the run ends
-with one loud line saying so.
+The collector comes from ``$OTELCOL_BIN`` or the cache collector/build.sh fills, Jaeger and
+VictoriaLogs from ``$OTEL_HARDENING_<NAME>_BIN`` or the cache tools/build-component.sh fills. When one
+of them or Prometheus/Alertmanager is missing, the tests that need it skip with the reason
+(``skip_without``), and the run ends with one loud line saying so.
 """
 
 from __future__ import annotations
@@ -74,11 +75,11 @@ def stack_tools(collector_bin: Path) -> Path:
     return collector_bin
 
 
-@pytest.fixture(scope="session")
-def lgtm_missing(stack_tools: Path) -> dict[str, str]:
-    """Which of Tempo, Loki and Grafana (tools/build-component.sh) are not built, with the reason."""
+def missing_components(*names: str) -> dict[str, str]:
+    """Which of these components (components.tsv; default: the stack's optional ones, Jaeger and
+    VictoriaLogs) are not built, with the reason."""
     missing = {}
-    for name in OPTIONAL:
+    for name in names or OPTIONAL:
         try:
             find_component(name)
         except StackError as exc:
@@ -86,9 +87,18 @@ def lgtm_missing(stack_tools: Path) -> dict[str, str]:
     return missing
 
 
-def skip_without(missing: dict[str, str], *names: str) -> None:
-    """Skip (loudly, at the end of the run too) when a component the test needs is not built."""
-    reasons = [missing[name] for name in names if name in missing]
+@pytest.fixture(scope="session")
+def backends_missing(stack_tools: Path) -> dict[str, str]:
+    """``missing_components()`` once the collector and Prometheus are there: a stack started with
+    ``without=frozenset(backends_missing)`` runs every backend that is built."""
+    return missing_components()
+
+
+def skip_without(*names: str) -> None:
+    """Skip (loudly, at the end of the run too) when a component the test needs is not built:
+    ``skip_without("jaeger")``, ``skip_without("jaeger", "victorialogs")``, ``skip_without("docker-compose")``."""
+    missing = missing_components(*names)
+    reasons = list(missing.values())
     if reasons:
         for name in names:
             if name in missing:
@@ -137,7 +147,7 @@ def start_stack(run_dir: Path, settings: StackSettings, collector_bin: Path) -> 
 
 @pytest.fixture
 def stack(stack_tools: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
-    # The pipeline tests read the collector's trace file and Prometheus: no Tempo, Loki or Grafana.
+    # The pipeline tests read the collector's trace file and Prometheus: no Jaeger or VictoriaLogs.
     settings = StackSettings(
         sampling_percentage=SAMPLING_PERCENTAGE, decision_wait="2s", spanmetrics_flush_interval="2s",
         scrape_interval="1s", ready_timeout=60.0, without=frozenset(OPTIONAL),
@@ -304,3 +314,41 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.5, what: str = 
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def jaeger_traces(stack: LocalStack, service: str, tags: dict[str, str] | None = None,
+                  limit: int = 100) -> list[dict[str, Any]]:
+    """Jaeger's trace search (``GET /api/traces``): the traces of ``service`` with a span carrying every
+    one of ``tags`` (exact match, values compared as strings), newest first as Jaeger returns them.
+    Each trace is Jaeger's JSON: ``traceID``, ``spans`` (with ``tags`` as [{key, type, value}],
+    ``references``, ``processID``) and ``processes``. A service Jaeger has not seen yet: []."""
+    params = {"service": service, "limit": str(limit)}
+    if tags:
+        params["tags"] = json.dumps(tags)
+    try:
+        body = _get_json(f"{stack.jaeger_url}/api/traces?{urllib.parse.urlencode(params)}")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # no such service (yet)
+            return []
+        raise
+    traces: list[dict[str, Any]] = body.get("data") or []
+    return traces
+
+
+def jaeger_tags(span: dict[str, Any]) -> dict[str, Any]:
+    """A Jaeger span's tags as a dict (key -> value)."""
+    return {tag["key"]: tag["value"] for tag in span.get("tags", [])}
+
+
+def logsql(stack: LocalStack, query: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """VictoriaLogs' LogsQL query API (``/select/logsql/query``): the matching records, each a flat dict
+    of its fields (``_msg``, ``_time``, ``service.name``, ``trace_id``, the record's attributes)."""
+    params = urllib.parse.urlencode({"query": query, "limit": str(limit)})
+    with urllib.request.urlopen(f"{stack.victorialogs_url}/select/logsql/query?{params}", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]

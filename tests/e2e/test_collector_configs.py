@@ -19,8 +19,8 @@ FILES = {"OTELCOL_TRACES_FILE": "/dev/null", "OTELCOL_LOGS_FILE": "/dev/null"}
 COMBINATIONS = {
     "single (compose)": (["otelcol-config.yaml"], {}),
     "single (local stack)": (["otelcol-config.yaml", "local-overlay.yaml"], FILES),
-    "single (local, no Tempo, no Loki)": (
-        ["otelcol-config.yaml", "local-overlay.yaml", "local-no-tempo.yaml", "local-no-loki.yaml"], FILES),
+    "single (local, no Jaeger, no VictoriaLogs)": (
+        ["otelcol-config.yaml", "local-overlay.yaml", "local-no-traces.yaml", "local-no-logs.yaml"], FILES),
     "gateway": (["otelcol-config.yaml", "gateway.yaml"], {}),
     "gateway (local)": (["otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml"], FILES),
     "agent": (["agent.yaml"], {"OTELCOL_GATEWAYS": "[127.0.0.1:4317, 127.0.0.1:5317]"}),
@@ -64,17 +64,23 @@ def test_tail_sampling_keeps_trouble() -> None:
             assert spec["processors"][0] == "memory_limiter", f"{name} {pipeline}: memory_limiter must be first"
 
 
-def test_logs_pipeline_and_exemplars() -> None:
-    """Logs reach Loki (file fallback locally); latency buckets carry exemplars to Prometheus."""
+def test_traces_and_logs_backends_and_exemplars() -> None:
+    """Sampled traces reach Jaeger over OTLP, logs VictoriaLogs' OTLP path (file fallback locally);
+    latency buckets carry exemplars to Prometheus."""
     config = yaml.safe_load((COLLECTOR / "otelcol-config.yaml").read_text())
+    assert config["service"]["pipelines"]["traces/sampled"]["exporters"] == ["otlp/jaeger"]
+    assert config["exporters"]["otlp/jaeger"]["endpoint"] == "${env:OTELCOL_JAEGER_OTLP_ENDPOINT:-jaeger:4317}"
     logs = config["service"]["pipelines"]["logs"]
     assert logs["receivers"] == ["otlp"] and logs["processors"] == ["memory_limiter", "batch"]
-    assert logs["exporters"] == ["otlphttp/loki"]
-    assert config["exporters"]["otlphttp/loki"]["endpoint"].endswith("/otlp}")
+    assert logs["exporters"] == ["otlphttp/victorialogs"]
+    exporter = config["exporters"]["otlphttp/victorialogs"]
+    assert exporter["logs_endpoint"].endswith("/insert/opentelemetry/v1/logs}") and "endpoint" not in exporter
     assert config["connectors"]["spanmetrics"]["exemplars"]["enabled"] is True
     assert config["exporters"]["prometheus"]["enable_open_metrics"] is True
-    no_loki = yaml.safe_load((COLLECTOR / "local-no-loki.yaml").read_text())
-    assert no_loki["service"]["pipelines"]["logs"]["exporters"] == ["file/logs"]
+    no_logs = yaml.safe_load((COLLECTOR / "local-no-logs.yaml").read_text())
+    assert no_logs["service"]["pipelines"]["logs"]["exporters"] == ["file/logs"]
+    no_traces = yaml.safe_load((COLLECTOR / "local-no-traces.yaml").read_text())
+    assert no_traces["service"]["pipelines"]["traces/sampled"]["exporters"] == ["file/traces"]
     agent = yaml.safe_load((COLLECTOR / "agent.yaml").read_text())
     assert agent["service"]["pipelines"]["logs"]["exporters"] == ["loadbalancing/logs"]
 

@@ -1,16 +1,20 @@
-"""docker-compose.yml, validated without Docker: it parses, mounts only files that exist, pins its
-images, publishes only on loopback, and mounts the very configs the local stack runs."""
+"""docker-compose.yml, validated without a Docker engine: the compose v2 CLI accepts it (`config -q`),
+it mounts only files that exist, pins its images, publishes only on loopback, and mounts the very
+configs the local stack runs."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from otel_hardening.stack import LocalStack
+from otel_hardening.stack import LocalStack, find_component
+from tests.e2e.conftest import skip_without
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -31,8 +35,25 @@ def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
     return mounts
 
 
+def test_compose_cli_accepts_the_file() -> None:
+    """The compose v2 CLI's own model and interpolation (`config -q` needs no engine), with the
+    variables .env.example sets: what `docker compose up` would refuse, this refuses."""
+    skip_without("docker-compose")
+    compose_bin = find_component("docker-compose")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
+    result = subprocess.run([str(compose_bin), "-f", str(COMPOSE), "--env-file", str(ROOT / ".env.example"),
+                             "config", "-q"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    without_env = subprocess.run([str(compose_bin), "-f", str(COMPOSE), "--env-file", os.devnull, "config", "-q"],
+                                 capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, check=False)
+    assert without_env.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in without_env.stderr, without_env.stderr
+
+
 def test_services(compose: dict[str, Any]) -> None:
-    assert {"collector", "prometheus", "alertmanager", "tempo", "loki", "grafana", "demo"} <= set(compose["services"])
+    assert {"collector", "prometheus", "alertmanager", "jaeger", "victorialogs", "grafana", "demo"} <= \
+        set(compose["services"])
+    assert not {"tempo", "loki"} & set(compose["services"])
 
 
 def test_mounted_files_exist(compose: dict[str, Any]) -> None:
@@ -75,7 +96,7 @@ def test_healthchecks_and_depends_on(compose: dict[str, Any]) -> None:
             assert condition in {"service_started", "service_healthy"}, (name, dep)
             if condition == "service_healthy":
                 assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy, which has none"
-    for name in ("prometheus", "alertmanager", "tempo", "grafana", "demo"):
+    for name in ("prometheus", "alertmanager", "grafana", "demo"):
         assert "healthcheck" in services[name], name
 
 
@@ -88,17 +109,28 @@ def test_grafana_has_no_default_admin_password(compose: dict[str, Any]) -> None:
     assert "GRAFANA_ADMIN_PASSWORD=" in example and "admin/admin" not in example
 
 
-def test_grafana_datasources_have_fixed_uids() -> None:
+def test_grafana_datasources_have_fixed_uids(compose: dict[str, Any]) -> None:
     data = yaml.safe_load((ROOT / "grafana/provisioning/datasources/datasources.yaml").read_text())
     by_uid = {d["uid"]: d for d in data["datasources"]}
     assert {d["type"]: d["uid"] for d in data["datasources"]} == {
-        "prometheus": "prometheus", "tempo": "tempo", "loki": "loki", "alertmanager": "alertmanager"}
-    # Trace links: exemplars -> Tempo, spans -> Loki, log lines -> Tempo.
+        "prometheus": "prometheus", "jaeger": "jaeger", "victoriametrics-logs-datasource": "victorialogs",
+        "alertmanager": "alertmanager"}
+    # Trace links: exemplars -> Jaeger, spans -> their logs in VictoriaLogs, log records -> Jaeger.
     exemplars = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
-    assert exemplars == [{"name": "trace_id", "datasourceUid": "tempo", "urlDisplayLabel": "Open trace in Tempo"}]
-    assert by_uid["tempo"]["jsonData"]["tracesToLogsV2"]["datasourceUid"] == "loki"
-    assert by_uid["tempo"]["jsonData"]["serviceMap"]["datasourceUid"] == "prometheus"
-    assert [f["datasourceUid"] for f in by_uid["loki"]["jsonData"]["derivedFields"]] == ["tempo"]
+    assert exemplars == [{"name": "trace_id", "datasourceUid": "jaeger", "urlDisplayLabel": "Open trace in Jaeger"}]
+    to_logs = by_uid["jaeger"]["jsonData"]["tracesToLogsV2"]
+    assert to_logs["datasourceUid"] == "victorialogs" and to_logs["customQuery"] is True
+    # $$ is the provisioning file's escape for a literal $ (Grafana expands $VAR from its environment).
+    assert to_logs["query"] == 'trace_id:="$${__trace.traceId}"'
+    assert [f["datasourceUid"] for f in by_uid["victorialogs"]["jsonData"]["derivedFields"]] == ["jaeger"]
+    # Each data source's compose URL names a service of the compose file, on the port it listens on.
+    for uid, datasource in by_uid.items():
+        host, port = datasource["url"].removeprefix("http://").split(":")
+        published = [str(p).split("#")[0].strip() for p in compose["services"][host].get("ports", [])]
+        assert any(p.endswith(f":{port}") for p in published), (uid, port, published)
+    # The logs data source is a plugin: the compose Grafana installs it.
+    grafana_env = compose["services"]["grafana"]["environment"]
+    assert "victoriametrics-logs-datasource" in grafana_env["GF_INSTALL_PLUGINS"].split(",")
 
 
 def test_rules_and_exemplars_wired(compose: dict[str, Any]) -> None:
@@ -116,7 +148,7 @@ def test_compose_mounts_the_configs_the_local_stack_runs(compose: dict[str, Any]
     runs = {p.resolve() for p in stack.config_files()}
     services = compose["services"]
     mounted: dict[str, set[Path]] = {}
-    for name in ("collector", "prometheus", "alertmanager", "tempo", "loki", "grafana"):
+    for name in ("collector", "prometheus", "alertmanager", "jaeger", "grafana"):
         files: set[Path] = set()
         for source, _target in _bind_mounts(services[name]):
             path = (ROOT / source).resolve()
@@ -128,3 +160,4 @@ def test_compose_mounts_the_configs_the_local_stack_runs(compose: dict[str, Any]
     assert "--config=/etc/otelcol/otelcol-config.yaml" in services["collector"]["command"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
     assert "--config.file=/etc/alertmanager/alertmanager.yml" in services["alertmanager"]["command"]
+    assert services["jaeger"]["command"] == ["--config", "/etc/jaeger/jaeger.yaml"]

@@ -42,9 +42,9 @@ class ScaleOut:
             self.gateway_files.append(traces)
             env = collector_env(ports, traces, settings, self.run_dir / f"gateway-{i}-logs.jsonl")
             argv = [str(self.bin)]
-            # No Tempo or Loki here: the gateways write what they keep to files.
-            for config in ("otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml", "local-no-tempo.yaml",
-                           "local-no-loki.yaml"):
+            # No Jaeger or VictoriaLogs here: the gateways write what they keep to files.
+            for config in ("otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml", "local-no-traces.yaml",
+                           "local-no-logs.yaml"):
                 argv += ["--config", str(COLLECTOR / config)]
             self.procs.append(ManagedProcess.start(
                 f"gateway-{i}", argv, self.run_dir / f"gateway-{i}.log",

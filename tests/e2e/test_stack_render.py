@@ -67,57 +67,63 @@ def test_alertmanager_webhooks_rewritten_routes_kept() -> None:
 def test_grafana_datasources_by_uid(tmp_path: Path) -> None:
     source = ROOT / "grafana/provisioning/datasources/datasources.yaml"
     original = {d["uid"]: d for d in yaml.safe_load(source.read_text())["datasources"]}
-    urls = {"prometheus": "http://127.0.0.1:1", "alertmanager": "http://127.0.0.1:2", "tempo": "http://127.0.0.1:3"}
+    assert set(original) == set(_render.DATASOURCE_UIDS)
+    urls = {"prometheus": "http://127.0.0.1:1", "alertmanager": "http://127.0.0.1:2", "jaeger": "http://127.0.0.1:3"}
     config = _render.render_grafana_datasources(source, urls)
     rendered = {d["uid"]: d for d in config["datasources"]}
-    assert set(rendered) == set(urls), "a component left out (loki) loses its data source"
+    assert set(rendered) == set(urls), "a component left out (victorialogs) loses its data source"
     for uid, datasource in rendered.items():
         assert datasource["url"] == urls[uid]
         assert {k: v for k, v in datasource.items() if k != "url"} == \
             {k: v for k, v in original[uid].items() if k != "url"}
 
 
-def test_grafana_ini_holds_no_password(tmp_path: Path) -> None:
-    ini = _render.grafana_ini(3001, tmp_path)
-    assert "admin_password" not in ini and "http_addr = 127.0.0.1" in ini
-    assert f"provisioning = {tmp_path / 'provisioning'}" in ini
-
-
-def test_tempo_and_loki_on_loopback(ports: Ports, tmp_path: Path) -> None:
-    tempo = _render.render_tempo_config(ROOT / "grafana/tempo/tempo.yaml", ports, tmp_path / "tempo")
-    otlp = tempo["distributor"]["receivers"]["otlp"]["protocols"]
-    assert otlp == {"grpc": {"endpoint": f"127.0.0.1:{ports.tempo_otlp}"}}
-    assert tempo["server"]["http_listen_address"] == "127.0.0.1"
-    assert tempo["storage"]["trace"]["wal"]["path"].startswith(str(tmp_path))
-    loki = _render.render_loki_config(ROOT / "grafana/loki/loki.yaml", ports, tmp_path / "loki")
-    assert loki["server"]["http_listen_port"] == ports.loki_http
-    assert loki["common"]["path_prefix"] == str(tmp_path / "loki")
-    assert loki["schema_config"] == yaml.safe_load((ROOT / "grafana/loki/loki.yaml").read_text())["schema_config"]
+def test_jaeger_config_on_loopback_from_env(ports: Ports) -> None:
+    """jaeger/jaeger.yaml as compose and the local stack run it: loopback by default, OTLP/gRPC in, the
+    memory store, no self-tracing, and no port beyond those the stack sets."""
+    config = yaml.safe_load((ROOT / "jaeger/jaeger.yaml").read_text())
+    query = config["extensions"]["jaeger_query"]
+    assert query["enable_tracing"] is False
+    assert list(config["receivers"]) == ["otlp"] and list(config["receivers"]["otlp"]["protocols"]) == ["grpc"]
+    assert config["service"]["extensions"] == ["jaeger_storage", "jaeger_query"]
+    assert config["service"]["telemetry"]["metrics"]["level"] == "none"
+    assert "memory" in config["extensions"]["jaeger_storage"]["backends"][query["storage"]["traces"]]
+    endpoints = [query["http"]["endpoint"], query["grpc"]["endpoint"],
+                 config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]]
+    env = _render.jaeger_env(ports)
+    for endpoint in endpoints:
+        name, default = endpoint.removeprefix("${env:").removesuffix("}").split(":-")
+        assert default.startswith("127.0.0.1:"), endpoint
+        assert env[name].startswith("127.0.0.1:"), name
+    assert set(env) == {e.removeprefix("${env:").split(":-")[0] for e in endpoints}
 
 
 def test_without_adds_the_file_only_overlays(tmp_path: Path) -> None:
     full = LocalStack(tmp_path, root=ROOT)
     assert [p.name for p in full.collector_configs] == ["otelcol-config.yaml", "local-overlay.yaml"]
-    lean = LocalStack(tmp_path, root=ROOT, settings=StackSettings(without=frozenset({"tempo", "loki"})))
-    assert [p.name for p in lean.collector_configs][2:] == ["local-no-tempo.yaml", "local-no-loki.yaml"]
+    lean = LocalStack(tmp_path, root=ROOT, settings=StackSettings(without=frozenset({"jaeger", "victorialogs"})))
+    assert [p.name for p in lean.collector_configs][2:] == ["local-no-traces.yaml", "local-no-logs.yaml"]
+    no_logs = LocalStack(tmp_path, root=ROOT, settings=StackSettings(without=frozenset({"victorialogs"})))
+    assert [p.name for p in no_logs.collector_configs][2:] == ["local-no-logs.yaml"]
     bogus = LocalStack(tmp_path / "x", root=ROOT, settings=StackSettings(without=frozenset({"prometheus"})))
-    with pytest.raises(StackError, match="only tempo, loki, grafana are optional"):
+    with pytest.raises(StackError, match="only jaeger, victorialogs are optional"):
         bogus.up()
 
 
 def test_component_binary_from_env_or_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = tmp_path / "tempo"
+    fake = tmp_path / "jaeger"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
-    monkeypatch.setenv("OTEL_HARDENING_TEMPO_BIN", str(fake))
-    assert find_component("tempo") == fake
-    monkeypatch.setenv("OTEL_HARDENING_TEMPO_BIN", str(tmp_path / "nope"))
-    with pytest.raises(StackError, match=r"OTEL_HARDENING_TEMPO_BIN=.*not an executable"):
-        find_component("tempo")
-    monkeypatch.delenv("OTEL_HARDENING_TEMPO_BIN")
+    monkeypatch.setenv("OTEL_HARDENING_JAEGER_BIN", str(fake))
+    assert find_component("jaeger") == fake
+    monkeypatch.setenv("OTEL_HARDENING_JAEGER_BIN", str(tmp_path / "nope"))
+    with pytest.raises(StackError, match=r"OTEL_HARDENING_JAEGER_BIN=.*not an executable"):
+        find_component("jaeger")
+    monkeypatch.delenv("OTEL_HARDENING_JAEGER_BIN")
     monkeypatch.setenv("OTELCOL_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(StackError, match=r"build-component.sh loki"):
-        find_component("loki")
+    with pytest.raises(StackError, match=r"build-component.sh victorialogs"):
+        find_component("victorialogs")
     with pytest.raises(StackError, match="unknown component"):
         find_component("nginx")
-    assert os.environ.get("OTEL_HARDENING_TEMPO_BIN") is None
+    assert os.environ.get("OTEL_HARDENING_JAEGER_BIN") is None
+

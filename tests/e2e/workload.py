@@ -1,7 +1,7 @@
 """The app behind the dashboard and alert end-to-end tests: hardened httpx traffic (sync, and async
 from an event loop) to the test's flaky upstream in a steady loop, and all three signals (traces,
 metrics, logs) over OTLP, as an application configures them. The logs carry what the dashboards show
-from Loki: health-change records and leak hunt reports.
+from VictoriaLogs: health-change records and leak hunt reports.
 
     python -m tests.e2e.workload --port 8080 --upstream http://127.0.0.1:8081 --rps 10
 

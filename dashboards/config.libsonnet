@@ -115,8 +115,8 @@
     // datasource variable per type, defaulting to these.
     datasources: {
       prometheus: 'prometheus',
-      loki: 'loki',
-      tempo: 'tempo',
+      jaeger: 'jaeger',
+      victorialogs: 'victorialogs',
       alertmanager: 'alertmanager',
     },
     dashboardUids: {
@@ -128,9 +128,10 @@
     dashboardTags: ['otel-hardening'],
     dashboardRefresh: '10s',
     dashboardPeriod: 'now-1h',
-    // Rows of Tempo search results in the retried / failed-after-retry request tables.
+    // Traces per Jaeger search in the retried / failed-after-retry request tables.
     traceLimit: 20,
-    // Loki panels: log lines per query.
+    // VictoriaLogs panels: log records per query; the latest-hunt panel shows only the newest few.
     logLimit: 20,
+    huntLogLimit: 5,
   },
 }

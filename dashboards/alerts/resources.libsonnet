@@ -16,7 +16,7 @@ local alerting = import '../lib/alerting.libsonnet';
           'max by (%s) (hardening_resource_leak_suspected{%s, hardening_resource="memory"}) == 1' % [by, c.hardeningSelector],
           'warning',
           'Memory leak suspected in {{ $labels.%s }} {{ $labels.%s }}.' % [c.serviceLabel, c.instanceLabel],
-          'The leak detector of process {{ $labels.%s }} of {{ $labels.%s }} sees RSS growing steadily over its leak window. A tracemalloc hunt runs and logs the growing allocation sites (hardening.leak.report in Loki).' % [c.instanceLabel, c.serviceLabel],
+          'The leak detector of process {{ $labels.%s }} of {{ $labels.%s }} sees RSS growing steadily over its leak window. A tracemalloc hunt runs and logs the growing allocation sites (hardening.leak.report in VictoriaLogs).' % [c.instanceLabel, c.serviceLabel],
           a.dashboard('resources'),
           c.leakFor,
           c.leakKeepFiringFor,

@@ -26,13 +26,26 @@ local slo = import '../rules/slo.libsonnet';
       g.colorOverride('/ rejected_circuit_open$/', 'orange'),
       g.colorOverride('/ rejected_retry_budget$/', 'yellow'),
     ];
+    // Each trace ID opens the trace in Jaeger, or its log records in VictoriaLogs (the OTLP trace id
+    // is the trace_id field there).
     local traceLinks = [g.fieldOverride('traceID', [{
       id: 'links',
-      value: [{
-        title: 'Open trace in Tempo',
-        url: '',
-        internal: { datasourceUid: c.datasources.tempo, datasourceName: 'Tempo', query: { query: '${__value.raw}', queryType: 'traceql' } },
-      }],
+      value: [
+        {
+          title: 'Open trace in Jaeger',
+          url: '',
+          internal: { datasourceUid: c.datasources.jaeger, datasourceName: 'Jaeger', query: { query: '${__value.raw}' } },
+        },
+        {
+          title: 'Log records of this trace (VictoriaLogs)',
+          url: '',
+          internal: {
+            datasourceUid: c.datasources.victorialogs,
+            datasourceName: 'VictoriaLogs',
+            query: { expr: 'trace_id:="${__value.raw}"', queryType: 'instant', maxLines: c.logLimit },
+          },
+        },
+      ],
     }])];
 
     s.dashboard('http', 'otel-hardening / HTTP resilience', 'What otel-hardening did to the calls of each upstream: outcomes, retry amplification, retries and give-ups, circuit breakers, retry budget, per-attempt latency with exemplars, and traces of retried and failed requests.', [
@@ -150,7 +163,7 @@ local slo = import '../rules/slo.libsonnet';
       [
         g.timeseries(
           'Per-attempt latency p50 / p95 / p99 (span metrics, with exemplars)',
-          'Latency of each HTTP attempt (CLIENT spans, from the collector spanmetrics connector, before sampling) per upstream. The dots are exemplars: click one to open that attempt trace in Tempo. A rising p99 with a flat p50 = a few slow attempts (timeouts); check Retries by reason for ReadTimeout. Attempt spans name the upstream (server.address) only with OTEL_SEMCONV_STABILITY_OPT_IN=http (or http/dup) in the app: without it this panel stays empty.',
+          'Latency of each HTTP attempt (CLIENT spans, from the collector spanmetrics connector, before sampling) per upstream. The dots are exemplars: click one to open that attempt trace in Jaeger. A rising p99 with a flat p50 = a few slow attempts (timeouts); check Retries by reason for ReadTimeout. Attempt spans name the upstream (server.address) only with OTEL_SEMCONV_STABILITY_OPT_IN=http (or http/dup) in the app: without it this panel stays empty.',
           [latency(0.5), latency(0.95), latency(0.99)],
           's',
           w=12,
@@ -170,25 +183,25 @@ local slo = import '../rules/slo.libsonnet';
       ],
       [
         g.table(
-          'Recent retried requests (Tempo)',
-          'Traces with a resent HTTP attempt (TraceQL { span.http.request.resend_count > 0 }), newest first; click a trace ID to open it. In the trace, the hardening.request span shows the attempts, each hardening.retry event its reason and delay. Tail sampling keeps every such trace.',
-          [g.traceql('{ span.http.request.resend_count > 0 && resource.service.name =~ "${job:regex}" }', c.traceLimit)],
+          'Recent retried requests (Jaeger)',
+          'Traces of logical requests hardening sent more than once (Jaeger tag hardening.retried=true on the hardening.request span) of the Trace service; click a trace ID to open it, or its log records. In the trace, the hardening.request span shows the attempts, each hardening.retry event its reason and delay; every resent CLIENT span has http.request.resend_count. Tail sampling keeps every such trace. Jaeger matches tags exactly: the Upstream selection does not apply here.',
+          [g.jaegerSearch('${trace_service}', 'hardening.retried=true', c.traceLimit)],
           'none',
-          dsType='tempo',
+          dsType=g.types.jaeger,
           w=12,
           h=9,
           overrides=traceLinks
         ),
         g.table(
-          'Requests that failed after retries (Tempo)',
-          'Traces of logical requests whose retries did not help (TraceQL { span.hardening.outcome = "failure_after_retry" }); click a trace ID to open it. The hardening.retry.denied event says why hardening stopped (max_attempts, deadline, retry_after_too_long, circuit_open, retry_budget).',
-          [g.traceql('{ span.hardening.outcome = "failure_after_retry" && resource.service.name =~ "${job:regex}" && span.server.address =~ "${upstream:regex}" }', c.traceLimit)],
+          'Requests that failed after retries (Jaeger)',
+          'Traces of logical requests whose retries did not help (Jaeger tag hardening.outcome=failure_after_retry) of the Trace service; click a trace ID to open it, or its log records. The hardening.retry.denied event says why hardening stopped (max_attempts, deadline, retry_after_too_long, circuit_open, retry_budget). Jaeger matches tags exactly: the Upstream selection does not apply here.',
+          [g.jaegerSearch('${trace_service}', 'hardening.outcome=failure_after_retry', c.traceLimit)],
           'none',
-          dsType='tempo',
+          dsType=g.types.jaeger,
           w=12,
           h=9,
           overrides=traceLinks
         ),
       ],
-    ]),
+    ], variables=s.variables + [s.traceServiceVariable]),
 }

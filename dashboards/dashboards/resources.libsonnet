@@ -114,8 +114,8 @@ local g = import '../lib/grafana.libsonnet';
       [
         g.logs(
           'Leak-hunt reports (top allocation sites)',
-          'Log records hardening.leak.report (Loki), newest first: each lists the growing allocation sites of a tracemalloc hunt, biggest first (file:line, bytes and blocks still alive), with tracebacks. The first site is the line to fix. Attributes code.file.path / code.line.number name the top site.',
-          [g.loki('{service_name=~"${job:regex}"} | hardening_leak_hunt_trigger != ""', c.logLimit)],
+          'Log records hardening.leak.report (VictoriaLogs, LogsQL hardening.leak.hunt.trigger:*), newest first: each lists the growing allocation sites of a tracemalloc hunt, biggest first (file:line, bytes and blocks still alive), with tracebacks. The first site is the line to fix. Fields code.file.path / code.line.number name the top site; a hunt run by hunt() inside a request has its trace_id (opens the trace in Jaeger).',
+          [g.logsql(s.logs('hardening.leak.hunt.trigger:*'), c.logLimit)],
           w=24,
           h=12
         ),

@@ -89,15 +89,15 @@ local g = import '../lib/grafana.libsonnet';
       [
         g.logs(
           'Health changes (with reasons)',
-          'Log record hardening.health.change (Loki): every change of the process status with the reasons of every non-healthy component, newest first. Start here to learn why the status changed; then follow the component to its dashboard.',
-          [g.loki('{service_name=~"${job:regex}"} | hardening_health_state != ""', c.logLimit)],
+          'Log record hardening.health.change (VictoriaLogs, LogsQL hardening.health.state:*): every change of the process status with the reasons of every non-healthy component, newest first. Start here to learn why the status changed; then follow the component to its dashboard. A record with a trace_id opens its trace in Jaeger.',
+          [g.logsql(s.logs('hardening.health.state:*'), c.logLimit)],
           w=12,
           h=10
         ),
         g.logs(
           'Latest leak-hunt report',
-          'Log record hardening.leak.report (Loki): the tracemalloc hunt run when a memory leak is suspected (or by hunt()). The body lists the growing allocation sites, biggest first, each with its traceback: the first site is where to look in the code.',
-          [g.loki('{service_name=~"${job:regex}"} | hardening_leak_hunt_trigger != ""', 5)],
+          'Log record hardening.leak.report (VictoriaLogs, LogsQL hardening.leak.hunt.trigger:*): the tracemalloc hunt run when a memory leak is suspected (or by hunt()). The body lists the growing allocation sites, biggest first, each with its traceback: the first site is where to look in the code.',
+          [g.logsql(s.logs('hardening.leak.hunt.trigger:*'), c.huntLogLimit)],
           w=12,
           h=10
         ),

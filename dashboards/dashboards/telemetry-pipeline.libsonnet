@@ -39,14 +39,14 @@ local g = import '../lib/grafana.libsonnet';
       [
         g.timeseries(
           'Sent by exporters',
-          'Items per second each exporter delivered (prometheus = metrics to Prometheus, otlp/tempo = traces, logs to Loki), per signal.',
+          'Items per second each exporter delivered (prometheus = metrics to Prometheus, otlp/jaeger = traces to Jaeger, otlphttp/victorialogs = logs to VictoriaLogs), per signal.',
           perSignal('otelcol_exporter_sent_%s_total', 'exporter', '{{exporter}}'),
           'short',
           w=12
         ),
         g.timeseries(
           'Dropped by exporters (send or enqueue failed)',
-          'Items per second an exporter failed to send after its retries, or could not queue because the queue was full: this telemetry is lost. Check the backend of that exporter (Tempo, Loki) and the queue panel. Fires HardeningTelemetryDropping above %g %% of the items.' % (c.telemetryDropRatio * 100),
+          'Items per second an exporter failed to send after its retries, or could not queue because the queue was full: this telemetry is lost. Check the backend of that exporter (Jaeger, VictoriaLogs, Prometheus) and the queue panel. Fires HardeningTelemetryDropping above %g %% of the items.' % (c.telemetryDropRatio * 100),
           perSignal('otelcol_exporter_send_failed_%s_total', 'exporter', 'send failed {{exporter}}')
           + [
             // The enqueue-failed counter appears at the first failure: 0 until then.

@@ -14,9 +14,25 @@ local g = import 'grafana.libsonnet';
 
     datasourceVariables: [
       g.datasourceVariable('prometheus', 'Prometheus data source', c.datasources.prometheus),
-      g.datasourceVariable('loki', 'Loki data source', c.datasources.loki),
-      g.datasourceVariable('tempo', 'Tempo data source', c.datasources.tempo),
+      g.datasourceVariable(g.types.jaeger, 'Jaeger data source', c.datasources.jaeger),
+      g.datasourceVariable(g.types.victorialogs, 'VictoriaLogs data source', c.datasources.victorialogs),
     ],
+    // LogsQL: the log records matching `filter` of the selected services. An app's Prometheus job is
+    // service.namespace/service.name (service.name alone without a namespace): each record gets that
+    // `job` field, so $job selects the same services here as on the metric panels. Backticks: a
+    // LogsQL raw string, where the regex escapes of ${job:regex} stay as they are.
+    logs(filter)::
+      '%s | format "<service.name>" as job | format if (service.namespace:*) "<service.namespace>/<service.name>" as job | filter job:~`^(${job:regex})$`' % filter,
+    // Jaeger searches one service by its OTel service.name: this variable offers the selected jobs'
+    // service.name part (a job ns/name is searched as name), the first by default.
+    traceServiceVariable: g.singleLabelVariable(
+      'trace_service',
+      'Trace service',
+      'The service whose traces the Jaeger tables search: Jaeger searches one service by its OTel service.name (for a job ns/name, name).',
+      'hardening_http_client_calls_total{%s}' % ('job=~"$job", instance=~"$instance", %s' % c.hardeningSelector),
+      'job',
+      '/^(?:.*\\/)?([^/]+)$/'
+    ),
     jobVariable: g.labelVariable(
       'job',
       'Job',

@@ -1,6 +1,14 @@
 // Small Grafana dashboard-JSON builders (what the mixin needs of grafonnet, written here).
 // Panels are placed by `dashboard()` on a 24-column grid from their `w`/`h`, left to right.
-local ds(type) = { type: type, uid: '${%s_datasource}' % type };
+// Each data source type is queried through a variable named after it. Grafana variable names are
+// \w+ only, so the VictoriaLogs plugin (type victoriametrics-logs-datasource) gets a short one.
+local types = { prometheus: 'prometheus', jaeger: 'jaeger', victorialogs: 'victoriametrics-logs-datasource' };
+local dsVariable = {
+  [types.prometheus]: 'prometheus_datasource',
+  [types.jaeger]: 'jaeger_datasource',
+  [types.victorialogs]: 'victorialogs_datasource',
+};
+local ds(type) = { type: type, uid: '${%s}' % dsVariable[type] };
 
 local thresholds(steps) = {
   mode: 'absolute',
@@ -24,6 +32,7 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
 
 {
   ds:: ds,
+  types:: types,
   thresholds:: thresholds,
 
   // ---- Targets ---------------------------------------------------------------------------------
@@ -36,8 +45,11 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
     format: format,
     editorMode: 'code',
   },
-  loki(expr, limit):: { expr: expr, queryType: 'range', maxLines: limit, editorMode: 'code' },
-  traceql(query, limit):: { query: query, queryType: 'traceql', limit: limit, tableType: 'traces' },
+  // LogsQL through the VictoriaLogs plugin: queryType instant = the newest `limit` records
+  // (/select/logsql/query).
+  logsql(expr, limit):: { expr: expr, queryType: 'instant', maxLines: limit, editorMode: 'code' },
+  // Grafana's Jaeger search (/api/traces): one service, tags in logfmt (exact match, AND).
+  jaegerSearch(service, tags, limit):: { queryType: 'search', service: service, tags: tags, limit: limit },
 
   // ---- Panels ------------------------------------------------------------------------------------
   timeseries(title, description, targets, unit, w=12, h=8, steps=[[null, 'green']], stack=false, min=null, max=null, overrides=[])::
@@ -96,12 +108,12 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
   table(title, description, targets, unit, dsType='prometheus', w=12, h=8, transformations=[], overrides=[])::
     panel('table', title, description, dsType, targets, unit, w, h) {
       fieldConfig+: { defaults+: { custom: { align: 'auto', cellOptions: { type: 'auto' }, inspect: false } }, overrides: overrides },
-      options: { showHeader: true, cellHeight: 'sm', footer: { show: false, reducer: ['sum'], fields: '' } },
+      options: { showHeader: true, cellHeight: 'sm', footer: { show: false, reducer: ['sum'], fields: [] } },
       transformations: transformations,
     },
 
   logs(title, description, targets, w=24, h=10)::
-    panel('logs', title, description, 'loki', targets, 'none', w, h) {
+    panel('logs', title, description, types.victorialogs, targets, 'none', w, h) {
       options: {
         showTime: true,
         showLabels: false,
@@ -131,7 +143,7 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
   // ---- Variables ---------------------------------------------------------------------------------
   datasourceVariable(type, label, default):: {
     type: 'datasource',
-    name: '%s_datasource' % type,
+    name: dsVariable[type],
     label: label,
     query: type,
     current: { selected: false, text: default, value: default },
@@ -163,6 +175,16 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
     regex: '',
     options: [],
     skipUrlSync: false,
+  },
+
+  // A single-select label variable (no All): the first value by default, as Grafana picks it. regex
+  // (a /.../ JavaScript regex) keeps its first capture group of each value.
+  singleLabelVariable(name, label, description, metricSelector, labelName, regex=''):: self.labelVariable(name, label, description, metricSelector, labelName) {
+    current: {},
+    multi: false,
+    includeAll: false,
+    allValue:: null,  // hidden: no All option
+    regex: regex,
   },
 
   // ---- Dashboard ---------------------------------------------------------------------------------
@@ -206,8 +228,10 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
       targetBlank: false,
       icon: 'external link',
     }],
-    templating: { list: variables },
     local real = [p for p in placed.panels if !std.objectHasAll(p, 'newRow')],
+    local used = std.set([p.datasource.type for p in real]),
+    // A data source variable only for the types the panels query.
+    templating: { list: [v for v in variables if v.type != 'datasource' || std.member(used, v.query)] },
     panels: [real[i] { id: i + 1 } for i in std.range(0, std.length(real) - 1)],
   },
 }

@@ -54,6 +54,11 @@ class LogTap(logging.Handler):
             self.count += 1
             self.recent.append(line)
 
+    def snapshot(self) -> tuple[int, tuple[str, ...]]:
+        """(records seen, the last ones), taken together: emit() runs on other threads."""
+        with self._lock_:
+            return self.count, tuple(self.recent)
+
     def attach(self, name: str) -> None:
         target = logging.getLogger(name)
         target.addHandler(self)

@@ -107,22 +107,23 @@ def read(telemetry: Telemetry, names_by_port: dict[int, str], app_errors: dict[s
     report = health.report()
     running = health.running_config()
     snap = resources.snapshot()
-    errors = telemetry.export_errors
+    error_count, recent_errors = telemetry.export_errors.snapshot()
+    event_count, recent_events = telemetry.events.snapshot()
     return Reading(
         upstreams=upstreams,
         health=str(report.status),
-        health_reasons=report.reasons,
+        health_reasons=tuple(_named(reason, names_by_port) for reason in report.reasons),
         rss=snap.memory_usage if snap else None,
         rss_growth_rate=float(snap.growth_rates.get("memory", 0.0)) if snap else 0.0,
         leak_suspected=bool(snap.leaks.get("memory")) if snap else False,
         hunt=_hunt_site(telemetry),
-        export_errors=errors.count,
-        last_export_error=errors.recent[-1] if errors.recent else None,
-        events=tuple(_named(line, names_by_port) for line in telemetry.events.recent),
-        events_total=telemetry.events.count,
+        export_errors=error_count,
+        last_export_error=recent_errors[-1] if recent_errors else None,
+        events=tuple(_named(line, names_by_port) for line in recent_events),
+        events_total=event_count,
         app_errors=dict(app_errors),
         health_time=report.time,
-        recovering=tuple(c.name for c in report.components if RECOVERING in c.reason),
+        recovering=tuple(_named(c.name, names_by_port) for c in report.components if RECOVERING in c.reason),
         recovery_hold=running.recovery_hold if running is not None else None,
     )
 

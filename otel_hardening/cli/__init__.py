@@ -1,15 +1,18 @@
-"""``otel-hardening``: the demo, the local stack, dashboards and a health-endpoint reader.
+"""``otel-hardening``: the demo, the local stack, dashboards, a health-endpoint reader and the doctor.
 
 Every error the user can cause (a bad option, a port in use, a stack already up, no collector built)
 is one line on stderr and a non-zero exit, never a traceback.
+
+A command is a subparser whose ``run`` default takes the parsed arguments and returns the exit status;
+a command module adds its own with an ``add_parser(sub)`` function (see ``_doctor.add_parser``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from otel_hardening._version import __version__
 
@@ -85,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run the leak detector, hunt and health windows FACTOR times faster than their "
                            "production defaults (default: fitted to the leak phase)")
     demo.add_argument("--loop", action="store_true", help="walk the phases again and again until interrupted")
+    demo.set_defaults(run=_run("demo"))
 
     stack = sub.add_parser("stack", help="the local no-Docker stack: up | status | down (see stack --help)",
                            add_help=False)
@@ -92,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dashboards = sub.add_parser("dashboards", help="build the Grafana dashboards and alert rules (checkout only)")
     dashboards.add_argument("action", choices=["build"])
+    dashboards.set_defaults(run=lambda args: _run("dashboards_build")())
 
     health = sub.add_parser("health", help="read a health endpoint and print it",
                             description="Exit status: 0 healthy, 1 degraded, 2 critical, 3 unreachable or not "
@@ -99,7 +104,30 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("url", help="e.g. http://127.0.0.1:8080/healthz (a bare host:port gets /healthz)")
     health.add_argument("--token", help="bearer token for details (default: $OTEL_PYTHON_HARDENING_HEALTH_TOKEN)")
     health.add_argument("--json", action="store_true", help="print the JSON document as received")
+    health.set_defaults(run=lambda args: _health_command(args))
+
+    from otel_hardening.cli import _doctor, _outbox
+
+    for add_parser in (_doctor.add_parser, _outbox.add_parser):
+        add_parser(sub)
     return parser
+
+
+def _run(name: str) -> Callable[..., int]:
+    """``_commands.<name>``, imported when the command runs (the demo's imports are not cheap)."""
+
+    def call(*args: Any) -> int:
+        from otel_hardening.cli import _commands
+
+        return int(getattr(_commands, name)(*args))
+
+    return call
+
+
+def _health_command(args: argparse.Namespace) -> int:
+    from otel_hardening.cli._health import health
+
+    return health(args.url, args.token, args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,14 +152,4 @@ def _dispatch(argv: list[str]) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "demo":
-        from otel_hardening.cli._commands import demo
-
-        return demo(args)
-    if args.command == "dashboards":
-        from otel_hardening.cli._commands import dashboards_build
-
-        return dashboards_build()
-    from otel_hardening.cli._health import health
-
-    return health(args.url, args.token, args.json)
+    return int(args.run(args))

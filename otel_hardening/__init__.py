@@ -14,7 +14,7 @@ from opentelemetry import metrics, trace
 from otel_hardening._version import __version__
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
 from otel_hardening.http.errors import CircuitOpenError
-from otel_hardening.http.harden import harden
+from otel_hardening.http.harden import harden, providers_of, unwrap_clients
 from otel_hardening.instrumentor import HardeningInstrumentor
 
 __all__ = [
@@ -41,11 +41,27 @@ def install(
     """Harden every httpx client created from now on, and turn on resource tracking and health.
 
     Also turns on opentelemetry-instrumentation-httpx when it is off, so that each attempt gets a
-    CLIENT span; :func:`uninstall` turns off only what this call turned on. Idempotent.
+    CLIENT span; :func:`uninstall` turns off only what this call turned on.
+
+    Calling it again with an equal configuration and the same tracer and meter providers does
+    nothing; with a different one it raises ``ValueError``: call :func:`uninstall` first. (Applying
+    it in place would leave clients mid-request on the old policies, health and resource tracking
+    restarted under the application's feet, and half the telemetry on the old providers.)
+    ``config=None`` means ``HardeningConfig.from_env()``, which is what zero code installed.
     """
     if config is not None and not isinstance(config, HardeningConfig):
         raise TypeError(f"install() takes a HardeningConfig or None, got {type(config).__name__}; "
                         "e.g. install(HardeningConfig(retry=RetryPolicy(max_attempts=5)))")
+    current = HardeningInstrumentor._installation
+    if current is not None:
+        wanted = config if config is not None else HardeningConfig.from_env()
+        if wanted != current.config:
+            raise ValueError("otel_hardening.install(): already installed with a different HardeningConfig; "
+                             "call otel_hardening.uninstall() first, then install() the new one")
+        if providers_of(current.engine.telemetry) != (tracer_provider, meter_provider):
+            raise ValueError("otel_hardening.install(): already installed with other tracer/meter providers; "
+                             "call otel_hardening.uninstall() first, then install() with the new ones")
+        return
     HardeningInstrumentor().instrument(
         config=config, tracer_provider=tracer_provider, meter_provider=meter_provider,
         logger_provider=logger_provider, instrument_httpx=True,
@@ -53,10 +69,15 @@ def install(
 
 
 def uninstall() -> None:
-    """Undo :func:`install`: new clients are plain, clients it hardened pass requests straight through.
+    """Undo :func:`install`: new clients are plain, and every client it hardened gets its own
+    per-request step back (``is_hardened()`` is False). Clients hardened with :func:`harden` stay
+    hardened. Their connection pools keep two inert wrappers (see ``docs/configuration.md``).
 
     Calling it when nothing is installed does nothing (and says nothing).
     """
     instrumentor = HardeningInstrumentor()
+    installation = HardeningInstrumentor._installation
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()
+    if installation is not None:
+        unwrap_clients(installation.engine)

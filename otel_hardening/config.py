@@ -113,8 +113,8 @@ class CircuitPolicy:
     reset_timeout: float = 30.0
     """Seconds open before trial requests are let through."""
     half_open_max_calls: int = 1
-    """Trial requests in flight at once while half-open, per process (with Redis-shared state each
-    process sharing it may run its own trials)."""
+    """Trial requests in flight at once while half-open; with Redis-shared state, across every process
+    sharing it (each slot a lease of ``reset_timeout`` seconds, so a crashed holder cannot wedge it)."""
     storage: str = "memory"
     """``memory`` or ``redis://host:port/db`` to share state across processes."""
 

@@ -17,6 +17,7 @@ import pybreaker
 
 from otel_hardening.config import CircuitPolicy
 from otel_hardening.http.policy import utc_now
+from otel_hardening.http.storage import FallbackRedisStorage, Lease, SharedUnavailable
 
 CLOSED = "closed"
 OPEN = "open"
@@ -44,13 +45,20 @@ class _Listener(pybreaker.CircuitBreakerListener):
 
 
 class Permit:
-    """Permission for one attempt. ``trial`` permits hold one of the half-open slots."""
+    """Permission for one attempt. ``trial`` permits hold one of the slots of half-open period ``period``."""
 
-    __slots__ = ("state", "trial")
+    __slots__ = ("lease", "period", "state", "trial")
 
-    def __init__(self, state: str, trial: bool) -> None:
+    def __init__(self, state: str, trial: bool, period: int = 0, lease: Lease | None = None) -> None:
         self.state = state
         self.trial = trial
+        self.period = period
+        self.lease = lease
+        """The fleet-wide slot (shared Redis state), else the slot is counted in this process."""
+
+
+_CLOSED_PERMIT = Permit(CLOSED, trial=False)
+"""Shared by every attempt while closed: a closed permit holds nothing, so the common path allocates none."""
 
 
 class Circuit:
@@ -66,6 +74,10 @@ class Circuit:
         # Re-entrant: pybreaker calls our listener (which resets trials) while we hold it.
         self._lock = threading.RLock()
         self._trials = 0
+        # Each half-open period has its own slots: a trial released late (its task was cancelled
+        # after the circuit reopened and half-opened again) must not free a slot of a newer period.
+        self._period = 0
+        self._shared = storage if isinstance(storage, FallbackRedisStorage) else None
         self._seen: list[tuple[str, str]] | None = None
         self._on_state_change = on_state_change
         self._breaker = pybreaker.CircuitBreaker(
@@ -83,8 +95,9 @@ class Circuit:
 
     def _notify(self, old: str, new: str) -> None:
         with self._lock:
-            if new != HALF_OPEN:
-                self._trials = 0
+            if new == HALF_OPEN or old == HALF_OPEN:
+                self._period += 1
+            self._trials = 0
             if self._seen is not None:
                 self._seen.append((old, new))
         if self._on_state_change is not None:
@@ -108,7 +121,7 @@ class Circuit:
         """
         state = self._breaker.current_state
         if state == pybreaker.STATE_CLOSED:
-            return Permit(CLOSED, trial=False)
+            return _CLOSED_PERMIT
         if state == pybreaker.STATE_OPEN:
             if self.seconds_until_trial() > 0:
                 return None
@@ -116,24 +129,36 @@ class Circuit:
                 if self._breaker.current_state == pybreaker.STATE_OPEN:
                     self._breaker.half_open()
                     transitions.append((OPEN, HALF_OPEN))
+        if self._shared is not None and self._breaker.current_state == pybreaker.STATE_HALF_OPEN:
+            try:
+                lease = self._shared.take_trial(self._policy.half_open_max_calls, self._policy.reset_timeout)
+            except SharedUnavailable:
+                pass  # Redis is down: state and trials are this process's own until it is back
+            else:
+                return None if lease is None else Permit(HALF_OPEN, trial=True, lease=lease)
         with self._lock:
             if self._breaker.current_state != pybreaker.STATE_HALF_OPEN:
                 return self._acquire_again()
             if self._trials >= self._policy.half_open_max_calls:
                 return None
             self._trials += 1
-            return Permit(HALF_OPEN, trial=True)
+            return Permit(HALF_OPEN, trial=True, period=self._period)
 
     def _acquire_again(self) -> Permit | None:
         # The state moved while we waited for the lock (another thread's trial finished).
         if self._breaker.current_state == pybreaker.STATE_CLOSED:
-            return Permit(CLOSED, trial=False)
+            return _CLOSED_PERMIT
         return None
 
     def _release(self, permit: Permit) -> None:
-        if permit.trial:
+        if permit.trial and permit.lease is not None and self._shared is not None:
+            permit.trial = False
+            self._shared.give_trial(permit.lease)
+        elif permit.trial:
             with self._lock:
-                self._trials = max(0, self._trials - 1)
+                if permit.period == self._period:
+                    self._trials = max(0, self._trials - 1)
+                permit.trial = False  # released once, whatever comes after
 
     def record_success(self, permit: Permit, transitions: list[tuple[str, str]]) -> None:
         self._release(permit)

@@ -11,8 +11,8 @@ no extra span; its single CLIENT span is linked from the INTERNAL span when ther
 
 from __future__ import annotations
 
-import contextlib
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -26,7 +26,7 @@ from otel_hardening.http import policy as pol
 from otel_hardening.http import telemetry as tm
 from otel_hardening.http.circuit import OPEN, Permit
 from otel_hardening.http.errors import CircuitOpenError
-from otel_hardening.http.pool import DEADLINE
+from otel_hardening.http.pool import ATTEMPT
 from otel_hardening.http.redaction import has_secret_query, redact_url
 from otel_hardening.http.registry import REGISTRY, Upstream
 
@@ -51,6 +51,8 @@ class Engine:
         self.budget = budget
         self.telemetry = telemetry
         self.active = active or (lambda: True)
+        self.clients: weakref.WeakSet[httpx.Client | httpx.AsyncClient] = weakref.WeakSet()
+        """The clients this engine hardened (``uninstall()`` gives them their own step back)."""
         self._upstreams: dict[tuple[str, str, int | None], Upstream] = {}
         self._generation = -1
 
@@ -80,6 +82,10 @@ class Call:
     deadline_at: float | None = None
     _delays: Iterator[float] | None = None
     _redacted_url: str | None = None
+    _spanned = 0
+    _outer_span_id = 0
+    _token: Any = None
+    _scope: Any = None
 
     def __init__(self, engine: Engine, request: httpx.Request, upstream: Upstream) -> None:
         self.request = request
@@ -97,12 +103,10 @@ class Call:
         self.can_retry = enabled and self.max_attempts > 1 and idempotent and pol.is_replayable(request)
         if has_secret_query(request.url):
             self._redacted_url = redact_url(request.url)
-        self._timeouts: Mapping[str, float | None] | None = request.extensions.get("timeout")
-        self._user_trace = request.extensions.get("trace")
         self.start = time.monotonic()
         self.start_ns = time.time_ns()
         if self.can_retry:
-            # only a call that may be retried has a deadline: the others keep their own timeouts
+            # only a call that may be retried has a deadline (pool.py): the others keep their timeouts
             self.deadline_at = self.start + self.deadline
         upstream.started()
 
@@ -146,31 +150,17 @@ class Call:
             raise CircuitOpenError(self.upstream.name, retry_in, request=self.request)
         self.permit = permit
         self.attempt += 1
-        self._cap_timeouts()
         return True
 
-    def _cap_timeouts(self) -> None:
-        timeouts = self._timeouts
-        if timeouts is None or not self.can_retry:
+    def attempt_started(self) -> None:
+        """The attempt entered the connection pool (pool.py), inside its CLIENT span if there is one."""
+        attempt = self.attempt
+        if self._spanned == attempt:
             return
-        remaining = max(0.001, self.deadline - (time.monotonic() - self.start))
-        longest = _longest(timeouts)
-        if longest is not None and longest <= remaining:
-            return
-        self.request.extensions["timeout"] = {
-            k: remaining if v is None else min(v, remaining) for k, v in timeouts.items()
-        }
-
-    def install_attempt_hook(self, is_async: bool) -> None:
-        """Set httpcore's ``trace`` extension for this attempt: it is called inside the CLIENT span."""
-        outer = trace.get_current_span().get_span_context().span_id
-        hook = _AsyncAttemptHook if is_async else _AttemptHook
-        self.request.extensions["trace"] = hook(self, self.attempt, outer, self._user_trace)
-
-    def on_attempt_span(self, attempt: int, outer_span_id: int) -> None:
+        self._spanned = attempt
         span = trace.get_current_span()
         ctx = span.get_span_context()
-        if ctx.span_id == outer_span_id or not span.is_recording():
+        if ctx.span_id == self._outer_span_id or not span.is_recording():
             return  # no CLIENT span: opentelemetry-instrumentation-httpx is not active
         if attempt > 1:
             span.set_attribute("http.request.resend_count", attempt - 1)
@@ -299,14 +289,25 @@ class Call:
             )
         return self.span
 
-    def attempt_scope(self) -> Any:
-        """Context in which the next attempt runs: inside the INTERNAL span once there is one, and
-        with the call's deadline on every socket operation (see deadline.py) when it may be retried."""
-        if self.deadline_at is None:
-            if self.span is None:
-                return contextlib.nullcontext()
-            return trace.use_span(self.span, end_on_exit=False)
-        return _AttemptScope(self.span, self.deadline_at)
+    # --- the attempt's context (pool.py reads it: the deadline, and the attempt's start) ---------
+    def __enter__(self) -> None:
+        """Run the next attempt: inside the INTERNAL span once there is one, and as ``ATTEMPT``.
+
+        The request itself carries nothing of this: its extensions and timeouts stay the caller's.
+        """
+        span = self.span
+        if span is not None:
+            self._scope = trace.use_span(span, end_on_exit=False)
+            self._scope.__enter__()
+        self._outer_span_id = trace.get_current_span().get_span_context().span_id
+        self._token = ATTEMPT.set(self)
+
+    def __exit__(self, *exc: object) -> None:
+        ATTEMPT.reset(self._token)
+        scope = self._scope
+        if scope is not None:
+            self._scope = None
+            scope.__exit__(None, None, None)
 
     def _finish(self, outcome: str) -> None:
         self.finished = True
@@ -323,65 +324,3 @@ class Call:
         if outcome in tm.FAILED_OUTCOMES:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
-
-
-class _AttemptScope:
-    __slots__ = ("deadline", "scope", "span", "token")
-
-    def __init__(self, span: trace.Span | None, deadline: float) -> None:
-        self.span, self.deadline = span, deadline
-
-    def __enter__(self) -> None:
-        self.token = DEADLINE.set(self.deadline)
-        if self.span is not None:
-            self.scope = trace.use_span(self.span, end_on_exit=False)
-            self.scope.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.span is not None:
-            self.scope.__exit__(None, None, None)
-        DEADLINE.reset(self.token)
-
-
-def _longest(timeouts: Mapping[str, float | None]) -> float | None:
-    """The longest of httpx's four timeouts, None if any is unlimited."""
-    connect, read, write, pool = (timeouts.get(k) for k in ("connect", "read", "write", "pool"))
-    if connect is None or read is None or write is None or pool is None:
-        return None
-    return max(connect, read, write, pool)
-
-
-class _AttemptHook:
-    __slots__ = ("attempt", "call", "done", "outer", "user")
-
-    def __init__(self, call: Call, attempt: int, outer: int, user: Any) -> None:
-        self.call, self.attempt, self.outer, self.user, self.done = call, attempt, outer, user, False
-
-    def _first(self) -> None:
-        self.done = True
-        self.call.on_attempt_span(self.attempt, self.outer)
-        # httpcore looks the extension up for every event: hand the rest to the user's hook, if any
-        extensions = self.call.request.extensions
-        if self.user is None:
-            extensions.pop("trace", None)
-        else:
-            extensions["trace"] = self.user
-
-    def attempt_started(self) -> None:
-        """Called by the connection pool as the attempt enters it (pool.py), before any I/O."""
-        if not self.done:
-            self._first()
-
-    def __call__(self, name: str, info: Any) -> None:
-        if not self.done:
-            self._first()
-        if self.user is not None:
-            self.user(name, info)
-
-
-class _AsyncAttemptHook(_AttemptHook):
-    async def __call__(self, name: str, info: Any) -> None:  # type: ignore[override]
-        if not self.done:
-            self._first()
-        if self.user is not None:
-            await self.user(name, info)

@@ -44,8 +44,23 @@ def new_telemetry(tracer_provider: trace.TracerProvider | None,
         return telemetry
 
 
+def providers_of(telemetry: Telemetry) -> tuple[trace.TracerProvider | None, metrics.MeterProvider | None]:
+    """The providers ``telemetry`` was made for (``new_telemetry``)."""
+    with _lock:
+        for (tracer_provider, meter_provider), made in _telemetries.items():
+            if made is telemetry:
+                return tracer_provider, meter_provider  # type: ignore[return-value]
+    return None, None
+
+
 def _defaults() -> tuple[HardeningConfig, Telemetry]:
-    """Configuration from the environment and telemetry through the global providers, made once."""
+    """What ``harden()`` starts from: the installed configuration and telemetry while ``install()``
+    (or zero code) is active, else the environment's and the global providers', made once."""
+    from otel_hardening.instrumentor import HardeningInstrumentor  # it imports this module
+
+    installation = HardeningInstrumentor._installation
+    if installation is not None:
+        return installation.config, installation.engine.telemetry
     global _default
     if _default is None:
         config = HardeningConfig.from_env()
@@ -64,7 +79,8 @@ def harden(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
 ) -> ClientT:
-    """Harden ``client`` in place and return it. Policies not given come from the environment.
+    """Harden ``client`` in place and return it. Policies and providers not given are the installed
+    ones while ``install()`` is active, else the environment's and the global providers.
 
     Hardening a client again (one ``install()`` already hardened, say) replaces its policies.
     """
@@ -78,7 +94,9 @@ def harden(
                             f"e.g. {name}={kind.__name__}(...)")
     config, telemetry = _defaults()
     if tracer_provider is not None or meter_provider is not None:
-        telemetry = new_telemetry(tracer_provider, meter_provider)
+        base_tracer, base_meter = providers_of(telemetry)
+        telemetry = new_telemetry(base_tracer if tracer_provider is None else tracer_provider,
+                                  base_meter if meter_provider is None else meter_provider)
     config = replace(config, retry=retry or config.retry, circuit=circuit or config.circuit,
                      budget=budget or config.budget)
     wrap_client(client, Engine(config.retry, config.circuit, config.budget, telemetry))
@@ -104,7 +122,28 @@ def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> Non
         hardened = HardenedSend(client, engine)
     hardened.previous = current  # someone else's instance-level step keeps running, per attempt
     client._send_single_request = hardened  # type: ignore[method-assign]
+    engine.clients.add(client)
     track_client(client)
+
+
+def unwrap_clients(engine: Engine) -> int:
+    """Give every client still hardened by ``engine`` its own per-request step back; how many.
+
+    A client hardened again since (``harden()`` after ``install()``) has another engine and stays
+    hardened. Its transports' pools keep the deadline-aware wrappers (pool.py): another hardened
+    client may share the transport, and the wrappers do nothing outside a hardened attempt.
+    """
+    restored = 0
+    for client in list(engine.clients):
+        hardened = vars(client).get("_send_single_request")
+        if isinstance(hardened, (HardenedSend, AsyncHardenedSend)) and hardened.engine is engine:
+            if hardened.previous is None:
+                del client._send_single_request
+            else:
+                client._send_single_request = hardened.previous  # type: ignore[method-assign,assignment]
+            restored += 1
+    engine.clients.clear()
+    return restored
 
 
 def is_hardened(client: httpx.Client | httpx.AsyncClient) -> bool:

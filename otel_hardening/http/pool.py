@@ -10,39 +10,56 @@ what is left of it. When nothing is left the operation fails with httpcore's own
 httpx turns into ``httpx.ConnectTimeout`` / ``ReadTimeout`` / ``WriteTimeout``: the caller sees the
 same error a short timeout would have given.
 
-The variable is set only for the attempt (connection and response headers); the body is read by the
-caller after the response is handed over, under the caller's own timeouts. A call that cannot be
-retried never sets it: its timeouts are exactly the ones the caller gave (``timeout=None`` stays
-unlimited). DNS resolution inside ``connect`` is not interruptible (the system resolver has no
-timeout to cut), which is the one documented gap.
+The variable is set only while the attempt runs (pool wait, connect, send, response headers): the
+body is read by the caller after the response is handed over, outside it, so every body read gets
+the caller's own timeouts (``timeout=None`` stays unlimited: a quiet server-sent-events stream is not
+cut by the deadline). The request's timeouts are never rewritten; the one wait that is not a socket
+operation, for a free connection of the pool, gets what is left of the deadline through a copy of
+httpcore's per-attempt request made only when the caller's pool timeout is longer. A call that cannot
+be retried has no deadline: its timeouts are exactly the caller's. DNS resolution inside ``connect``
+is not interruptible (the system resolver has no timeout to cut), which is the one documented gap.
 
-**The attempt's start.** The attempt's CLIENT span (opentelemetry-instrumentation-httpx) is reached
-through httpcore's ``trace`` extension, which httpcore first calls when it connects or sends. An
-attempt that fails before (a ``PoolTimeout`` waiting for a connection) never calls it, and its span
-would keep the unredacted URL. So the pool calls the attempt hook as it is entered, too.
+**The attempt's start.** The attempt's CLIENT span (opentelemetry-instrumentation-httpx) is current
+when the transport calls its pool, so the pool tells the attempt (``ATTEMPT``) it started, before any
+I/O, and the engine annotates that span (resend count, redacted URL). Nothing is written into the
+caller's request for this: the request the application built is the one it gets back, unchanged.
 
 Only pools that have a ``_network_backend`` (httpx's ``HTTPTransport`` and its proxy pools) get the
-wrappers, installed once per pool on the pool instance (``transport._pool`` stays the same object);
-other transports (mocks, custom ones) keep the engine's per-attempt timeout cap and the trace hook.
+wrappers, installed once per pool on the pool instance (``transport._pool`` stays the same object). A
+transport that wraps httpx's own (opentelemetry's ``SyncOpenTelemetryTransport``, say) is followed
+through its ``_transport`` / ``transport`` attribute. Other transports (mocks, custom ones) get the
+deadline between attempts only.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 import httpcore
+import httpx
 
-DEADLINE: ContextVar[float | None] = ContextVar("otel_hardening_deadline", default=None)
-"""Absolute ``time.monotonic()`` by which the current attempt's socket operations must end."""
+
+class Attempt(Protocol):
+    deadline_at: float | None
+    """Absolute ``time.monotonic()`` by which the attempt's socket operations must end, or None."""
+
+    def attempt_started(self) -> None:
+        """Called as the attempt enters the pool (inside its CLIENT span), before any I/O."""
+
+
+ATTEMPT: ContextVar[Attempt | None] = ContextVar("otel_hardening_attempt", default=None)
+"""The attempt running in this context: set by the engine around each attempt, never around the body."""
 
 SocketOption = Any
 
 
 def _cut(timeout: float | None, error: type[Exception]) -> float | None:
-    deadline = DEADLINE.get()
+    attempt = ATTEMPT.get()
+    deadline = None if attempt is None else attempt.deadline_at
     if deadline is None:
         return timeout
     left = deadline - time.monotonic()
@@ -143,15 +160,41 @@ class AsyncDeadlineBackend(httpcore.AsyncNetworkBackend):
         return getattr(self.inner, name)
 
 
-def _attempt_started(request: httpcore.Request) -> None:
-    started = getattr(request.extensions.get("trace"), "attempt_started", None)
-    if started is not None:
-        started()
+def _attempt_started(request: httpcore.Request) -> httpcore.Request:
+    """Tell the attempt it started; bound the wait for a connection by what is left of its deadline."""
+    attempt = ATTEMPT.get()
+    if attempt is None:
+        return request
+    attempt.attempt_started()
+    deadline = attempt.deadline_at
+    if deadline is None:
+        return request
+    timeouts = request.extensions.get("timeout", {})
+    left = max(0.001, deadline - time.monotonic())
+    pool = timeouts.get("pool")
+    if pool is not None and pool <= left:
+        return request
+    # httpcore's per-attempt request, not the caller's: the body is read with the copy's timeouts,
+    # which differ from the caller's only in the pool wait, over by then
+    bounded = copy.copy(request)
+    bounded.extensions = {**request.extensions, "timeout": {**timeouts, "pool": left}}
+    return bounded
 
 
-def prepare_pool(transport: object) -> None:
+_WRAPPER_ATTRIBUTES = ("_transport", "transport")
+_MAX_DEPTH = 4
+
+
+def prepare_pool(transport: object, depth: int = 0) -> None:
     """Put the deadline-aware backend and the attempt-start call into ``transport``'s pool, once."""
     pool: Any = getattr(transport, "_pool", None)
+    if pool is None and depth < _MAX_DEPTH:
+        for name in _WRAPPER_ATTRIBUTES:
+            inner = getattr(transport, name, None)
+            if isinstance(inner, (httpx.BaseTransport, httpx.AsyncBaseTransport)) and inner is not transport:
+                prepare_pool(inner, depth + 1)
+                return
+        return
     backend = getattr(pool, "_network_backend", None)
     if backend is None or "_otel_hardening" in vars(pool):
         return
@@ -159,15 +202,13 @@ def prepare_pool(transport: object) -> None:
         pool._network_backend = DeadlineBackend(backend)
         # looked up on the class at call time: a mock that patches the class later (respx) still applies
         def handle_request(request: httpcore.Request) -> httpcore.Response:
-            _attempt_started(request)
-            return type(pool).handle_request(pool, request)  # type: ignore[no-any-return]
+            return type(pool).handle_request(pool, _attempt_started(request))  # type: ignore[no-any-return]
 
         pool.handle_request = handle_request
     elif isinstance(backend, httpcore.AsyncNetworkBackend):
         pool._network_backend = AsyncDeadlineBackend(backend)
         async def handle_async_request(request: httpcore.Request) -> httpcore.Response:
-            _attempt_started(request)
-            return await type(pool).handle_async_request(pool, request)  # type: ignore[no-any-return]
+            return await type(pool).handle_async_request(pool, _attempt_started(request))  # type: ignore[no-any-return]
 
         pool.handle_async_request = handle_async_request
     else:

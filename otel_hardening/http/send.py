@@ -137,13 +137,12 @@ class HardenedSend:
                     if isinstance(last, httpx.Response):
                         last.close()
                     last = None
-                    _guard(call, call.install_attempt_hook, False)
                 except _Broken:
                     if isinstance(last, httpx.Response):
                         last.close()
                     return self._attempt(request)
                 try:
-                    with call.attempt_scope():
+                    with call:
                         response = self._attempt(request)
                 except Exception as exc:
                     delay = _decide(call, call.on_error, exc)
@@ -194,13 +193,12 @@ class AsyncHardenedSend:
                     if isinstance(last, httpx.Response):
                         await last.aclose()
                     last = None
-                    _guard(call, call.install_attempt_hook, True)
                 except _Broken:
                     if isinstance(last, httpx.Response):
                         await last.aclose()
                     return await self._attempt(request)
                 try:
-                    with call.attempt_scope():
+                    with call:
                         response = await self._attempt(request)
                 except Exception as exc:
                     delay = _decide(call, call.on_error, exc)

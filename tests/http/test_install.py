@@ -172,3 +172,93 @@ def test_opentelemetry_instrument_loads_us_with_zero_code(disabled: bool, server
         assert result == {"status": 200, "transport": "HTTPTransport", "hardened": True}
         assert server.hits == 2
         assert '"http.request.resend_count": 1' in out.stdout + out.stderr
+
+
+def test_install_again_with_the_same_config_does_nothing_with_another_raises(installed: Otel) -> None:
+    otel_hardening.install(CONFIG, tracer_provider=installed.tracer_provider,
+                           meter_provider=installed.meter_provider)  # equal: nothing happens
+    other = HardeningConfig(retry=RetryPolicy(max_attempts=5), resources=CONFIG.resources, health=CONFIG.health)
+    with pytest.raises(ValueError, match=r"uninstall\(\) first"):
+        otel_hardening.install(other, tracer_provider=installed.tracer_provider,
+                               meter_provider=installed.meter_provider)
+    with pytest.raises(ValueError, match=r"providers; call otel_hardening.uninstall\(\) first"):
+        otel_hardening.install(CONFIG)  # the global providers are not the installed ones
+    with httpx.Client() as client:  # still the first installation, untouched
+        engine = vars(client)["_send_single_request"].engine
+        assert engine.retry == CONFIG.retry and engine.telemetry.tracer is not None
+    otel_hardening.uninstall()
+    otel_hardening.install(other, tracer_provider=installed.tracer_provider,
+                           meter_provider=installed.meter_provider)  # after uninstall(): applied
+    with httpx.Client() as client:
+        assert vars(client)["_send_single_request"].engine.retry.max_attempts == 5
+
+
+def test_harden_after_install_inherits_the_installed_config_and_providers(otel: Otel,
+                                                                          server: FlakyUpstream) -> None:
+    from otel_hardening import CircuitOpenError, CircuitPolicy
+
+    config = HardeningConfig(retry=RetryPolicy(max_attempts=3, backoff_initial=0.01),
+                             circuit=CircuitPolicy(fail_max=2, reset_timeout=30),
+                             budget=BudgetPolicy(min_per_second=100), resources=CONFIG.resources,
+                             health=CONFIG.health, instrument_httpx=False)
+    otel_hardening.install(config, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    try:
+        server.default = Reply(503)
+        client = otel_hardening.harden(httpx.Client(), retry=RetryPolicy(max_attempts=1))
+        for _ in range(2):  # the installed circuit (fail_max=2), not the environment's (5)
+            assert client.get(server.url).status_code == 503
+        with pytest.raises(CircuitOpenError):
+            client.get(server.url)
+        assert server.hits == 2  # its own retry policy: one attempt each
+        client.close()
+        # spans and metrics went to the installed providers, not the global ones
+        assert len(otel.finished("hardening.request")) == 2  # the one that opened it, the rejected one
+        assert otel.calls() == 3
+    finally:
+        otel_hardening.uninstall()
+
+
+def test_uninstall_gives_every_client_it_hardened_its_own_step_back(otel: Otel, server: FlakyUpstream) -> None:
+    otel_hardening.install(CONFIG, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    plain_sync, plain_async = httpx.Client(), httpx.AsyncClient()
+    kept = otel_hardening.harden(httpx.Client())  # hardened on purpose: stays hardened
+
+    class Own(httpx.Client):
+        pass
+
+    own = Own()
+    assert all(is_hardened(c) for c in (plain_sync, plain_async, kept, own))
+    otel_hardening.uninstall()
+    assert not any(is_hardened(c) for c in (plain_sync, plain_async, own))
+    assert "_send_single_request" not in vars(plain_sync) and "_send_single_request" not in vars(plain_async)
+    assert is_hardened(kept)
+    server.default = Reply(503)
+    assert plain_sync.get(server.url).status_code == 503
+    assert server.hits == 1
+    assert kept.get(server.url).status_code == 503
+    assert server.hits == 1 + 3  # still retried
+    for client in (plain_sync, kept, own):
+        client.close()
+
+
+def test_uninstall_restores_a_step_someone_set_before(otel: Otel, server: FlakyUpstream) -> None:
+    calls: list[str] = []
+    client = httpx.Client()
+
+    def theirs(request: httpx.Request) -> httpx.Response:
+        calls.append("theirs")
+        return httpx.Client._send_single_request(client, request)
+
+    client._send_single_request = theirs  # type: ignore[method-assign]
+    otel_hardening.install(CONFIG, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    from otel_hardening.http.harden import wrap_client
+    from otel_hardening.instrumentor import HardeningInstrumentor
+
+    installation = HardeningInstrumentor._installation
+    assert installation is not None
+    wrap_client(client, installation.engine)  # what install() does to a new client, on one that has a step
+    assert is_hardened(client)
+    otel_hardening.uninstall()
+    assert vars(client)["_send_single_request"] is theirs
+    assert client.get(server.url).status_code == 200 and calls == ["theirs"]
+    client.close()

@@ -159,7 +159,9 @@ def test_live_view_fits_the_terminal_with_every_header_whole(width: int) -> None
     _assert_whole(headers, _header_lines(lines, "upstream"))
     text = "\n".join(lines)
     if short:
-        assert len(lines) <= 24, f"{len(lines)} lines at 80x24:\n{text}"
+        for i, phase in enumerate(PHASE_OBJECTS):  # the longest story and caption too
+            frame = _render(width, view.frame(_reading(), phase, i, 12, 18, 40, 50_000_000))
+            assert len(frame) <= 24, f"{len(frame)} lines at 80x24 in {phase.name}:\n" + "\n".join(frame)
         legend = text[text.index("ok+r ok after retry"):text.index("\nhealth")]
         for abbreviation in ("ok+r", "fail+r", "rej:c", "rej:b", "att/c", "budget"):
             assert re.search(rf"(^|· ){re.escape(abbreviation)} \w", legend, re.M), f"{abbreviation}:\n{legend}"

@@ -60,7 +60,8 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 
 def runbook_queries() -> list[str]:
-    lines = (ROOT / "docs" / "runbooks.md").read_text().splitlines()
+    lines = [line for page in ("runbooks.md", "dashboards-and-alerts.md")
+             for line in (ROOT / "docs" / page).read_text().splitlines()]
     return [q.replace("$service", "shop") for line in lines if "LogsQL" in line for q in re.findall(r"`([^`]+)`", line)]
 
 

@@ -220,3 +220,62 @@ class Resources:
                                        "the resource sampler thread is not running: leak data is stale",
                                        component_type="system"))
         return out
+
+
+def _bypass_counts() -> Mapping[str, int]:
+    from otel_hardening.http import bypass
+
+    return bypass.counts()
+
+
+def _bypass_detail(reason: str) -> str:
+    from otel_hardening.http import bypass
+
+    return bypass.detail(reason)
+
+
+_HOOK_MISSING = "hook_missing"
+
+
+class Hardening:
+    """``hardening:self``: degraded while the layer let a client or a request through unhardened.
+
+    Bypasses (http/bypass.py) are counted since the process started; the window is the difference
+    between now and the newest sample at least ``window`` seconds old (everything, before one exists).
+    A missing hook stays degraded for the life of the process: every client made since is unhardened.
+    """
+
+    def __init__(self, config: HealthConfig, counts: Callable[[], Mapping[str, int]] | None = None,
+                 detail: Callable[[str], str] | None = None) -> None:
+        self._config = config
+        self._counts = counts or _bypass_counts
+        self._detail = detail or _bypass_detail
+        self._history: collections.deque[tuple[float, Mapping[str, int]]] = collections.deque(maxlen=4096)
+
+    def components(self, now: float) -> list[ComponentStatus]:
+        window = self._config.window
+        current = dict(self._counts())
+        if len(self._history) >= 2 and now - self._history[-1][0] < 1.0:
+            self._history[-1] = (now, current)
+        else:
+            self._history.append((now, current))
+        while len(self._history) >= 2 and self._history[1][0] <= now - window:
+            self._history.popleft()
+        at, base = self._history[0]
+        if at > now - window or any(n < base.get(r, 0) for r, n in current.items()):
+            base = {}  # nothing old enough yet (everything since start is recent), or the counts were reset
+        recent = {r: n - base.get(r, 0) for r, n in sorted(current.items()) if n > base.get(r, 0)}
+        parts = []
+        if current.get(_HOOK_MISSING, 0) > 0:
+            recent.pop(_HOOK_MISSING, None)
+            parts.append(f"{_HOOK_MISSING}: {current[_HOOK_MISSING]} clients left unhardened since start "
+                         f"({self._detail(_HOOK_MISSING)})")
+        for reason, n in recent.items():
+            shown = self._detail(reason)
+            parts.append(f"{reason}: {n} over {window:g}s" + (f" ({shown})" if shown else ""))
+        if not parts:
+            return [ComponentStatus("hardening", "self", Status.HEALTHY,
+                                    f"nothing went out unhardened over {window:g}s", 0, "events")]
+        total = sum(recent.values()) + current.get(_HOOK_MISSING, 0)
+        return [ComponentStatus("hardening", "self", Status.DEGRADED, "hardening bypassed: " + "; ".join(parts),
+                                total, "events")]

@@ -50,6 +50,7 @@ import anyio
 import httpx
 
 from otel_hardening._logging import log_once
+from otel_hardening.http import bypass
 from otel_hardening.http.engine import Call, Engine
 from otel_hardening.http.errors import CircuitOpenError
 
@@ -70,6 +71,7 @@ def _begin(engine: Engine, request: httpx.Request) -> Call | None:
 
 
 def _failed() -> None:
+    bypass.record(bypass.INTERNAL_ERROR, "the engine failed for a request (see the otel_hardening log)")
     log_once("engine", logging.ERROR,
              "otel_hardening: hardening failed for a request; it goes on unhardened", exc_info=True)
 

@@ -30,6 +30,7 @@ from typing import Any
 import pybreaker
 
 from otel_hardening._logging import forget, log_once
+from otel_hardening.http import bypass
 
 _RETRY_REDIS_AFTER = 5.0
 _SOCKET_TIMEOUT = 0.25
@@ -119,6 +120,7 @@ class FallbackRedisStorage(pybreaker.CircuitBreakerStorage):
         forget("redis:down")
 
     def _mark_down(self, why: str) -> None:
+        bypass.record(bypass.STORAGE_ERROR, f"circuit state storage (Redis) unreachable ({why}): local state")
         self._failed = True
         self._down_until = time.monotonic() + _RETRY_REDIS_AFTER
         log_once("redis:down", logging.WARNING,

@@ -10,6 +10,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_hardening._version import __version__
+from otel_hardening.http import bypass
 
 if TYPE_CHECKING:
     from otel_hardening.http.registry import Series, Upstream
@@ -79,6 +80,7 @@ class Telemetry:
         meter.create_observable_gauge(
             "hardening.retry.budget.available", callbacks=[self._observe_budgets], unit="{retry}",
             description="Retries the upstream's retry budget would allow right now.")
+        _count_bypasses(meter, meter_provider)
 
     def _series(self, fresh: bool = False) -> list[Series]:
         """The series, gathered once per collection: the SDK runs the observable callbacks in the
@@ -110,6 +112,25 @@ class Telemetry:
         for series in self._series():
             if series.states:
                 yield Observation(series.budget, series.attrs.circuit)
+
+
+_bypass_meters: list[object] = []
+"""Meter providers the bypass counter is registered with: process-wide counts, one series set each."""
+
+
+def _count_bypasses(meter: metrics.Meter, provider: object) -> None:
+    if any(p is provider for p in _bypass_meters):
+        return
+    _bypass_meters.append(provider)
+    meter.create_observable_counter(
+        "hardening.bypassed", callbacks=[_observe_bypasses], unit="{bypass}",
+        description="Clients or requests the layer let through unhardened, by reason (http/bypass.py).")
+
+
+def _observe_bypasses(options: CallbackOptions) -> Iterable[Observation]:
+    # every reason from the start, zeros included: a first bypass is an increase, not a new series
+    for reason, count in bypass.counts().items():
+        yield Observation(count, {"reason": reason})
 
 
 def span_attributes(upstream: Upstream, method: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ def reset() -> None:
     Circuits kept in Redis (``storage=redis://...``) are shared state outside the process and are not
     touched; give each test its own key prefix or Redis database instead.
     """
-    from otel_hardening.http import registry
+    from otel_hardening.http import bypass, registry
 
     registry.reset()
+    bypass.reset()

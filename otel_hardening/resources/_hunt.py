@@ -187,7 +187,8 @@ def run(seconds: float, top: int, frames: int, max_memory: int,
         stop: threading.Event | None = None, trigger: str = "api",
         on_report: Callable[[LeakReport], None] | None = None) -> LeakReport:
     """Blocking hunt. While another hunt runs, waits for it and returns its report. ``on_report`` is
-    called with a successful report by the caller that ran the hunt only (so it is emitted once)."""
+    called with a successful report by the caller that ran the hunt only (so it is emitted once), before
+    the waiters are woken."""
     global _current, _last
     with _state_lock:
         running = _current
@@ -202,14 +203,15 @@ def run(seconds: float, top: int, frames: int, max_memory: int,
                                      finished_at=time.time())
         if report.error is None:
             _last = report
+            if on_report is not None:
+                # before the waiters wake: a caller handed this report finds its record already out
+                on_report(report)
     finally:
         current.report = report
         with _state_lock:
             _current = None
             _running.release()
         current.done.set()
-    if on_report is not None and report.error is None:
-        on_report(report)
     return report
 
 

@@ -188,3 +188,23 @@ def test_report_is_a_log_record_and_span_event_in_the_callers_trace(workload: Wo
     assert isinstance(record.body, str) and f"{__file__}:{top.line}" in record.body
     (finished,) = spans.get_finished_spans()
     assert [e.name for e in finished.events] == ["hardening.leak.report"]
+
+
+def test_a_waiter_is_handed_the_report_only_after_its_record_is_emitted() -> None:
+    """The race behind a flaky CI run: the waiter woke before the running hunt's record was out."""
+    emitted = threading.Event()
+
+    def slow_emit(report: _hunt.LeakReport) -> None:
+        time.sleep(0.3)  # a slow log pipeline
+        emitted.set()
+
+    auto = threading.Thread(target=_hunt.run, args=(1.0, 5, 1, 64 << 20),
+                            kwargs={"trigger": "auto", "on_report": slow_emit})
+    auto.start()
+    deadline = time.monotonic() + 2
+    while not _hunt.running():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    report = _hunt.run(5.0, 5, 1, 64 << 20)
+    assert report.trigger == "auto" and emitted.is_set()
+    auto.join()

@@ -7,13 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 
 from otel_hardening.stack._render import OPTIONAL
-from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import ROOT, skip_without
 
 pytestmark = pytest.mark.e2e
 
@@ -73,3 +75,32 @@ def test_missing_component_is_one_clear_line(stack_tools: Path, tmp_path: Path, 
     assert len(lines) == 1 and "Traceback" not in up.stderr, up.stderr
     assert f"tools/build-component.sh {name}" in lines[0] and f"--without {name}" in lines[0], lines[0]
     assert not (run_dir / "stack.json").exists()
+
+
+def test_up_prints_the_backends_urls_and_they_answer(stack_tools: Path, tmp_path: Path) -> None:
+    """With Jaeger and VictoriaLogs built: `up` prints the Jaeger query API, the LogsQL API and
+    VictoriaLogs' web UI, each of which answers, says that Jaeger serves no UI, and where Grafana is."""
+    skip_without("jaeger", "victorialogs")
+    env = {**os.environ, "OTELCOL_BIN": str(stack_tools)}
+    run_dir = tmp_path / "stack"
+    up = _cli(run_dir, "up", env=env)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        printed = dict(line.split(":", 1) for line in up.stdout.splitlines() if line[:1].strip() and ":" in line)
+        urls = {name: value.strip() for name, value in printed.items()}
+        with urllib.request.urlopen(urls["jaeger API"].replace("/api/traces", "/api/services"), timeout=10) as r:
+            assert json.load(r)["errors"] is None
+        query = urllib.parse.urlencode({"query": "*", "limit": "1"})
+        with urllib.request.urlopen(f"{urls['logs API']}?{query}", timeout=10) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(urls["logs web UI"], timeout=10) as r:
+            assert "<html" in r.read().decode(errors="replace").lower()
+        assert "serves no web UI" in up.stdout, up.stdout
+        assert urls["grafana"].startswith("not run here") and str(run_dir / "grafana" / "provisioning") in up.stdout
+        provisioned = json.loads((run_dir / "grafana/provisioning/datasources/datasources.yaml").read_text())
+        by_uid = {d["uid"]: d["url"] for d in provisioned["datasources"]}
+        assert by_uid["jaeger"] == urls["jaeger API"].removesuffix("/api/traces")
+        assert by_uid["victorialogs"] == urls["logs API"].removesuffix("/select/logsql/query")
+    finally:
+        down = _cli(run_dir, "down", env=env)
+    assert down.returncode == 0, down.stdout + down.stderr

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 from opentelemetry import metrics, trace
 
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
 from otel_hardening.http.engine import Engine
-from otel_hardening.http.hooks import usable
 from otel_hardening.http.pool import prepare_pool
 from otel_hardening.http.registry import REGISTRY, track_client
 from otel_hardening.http.send import AsyncHardenedSend, HardenedSend
 from otel_hardening.http.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from otel_hardening.outbox import Outbox
 
 ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
 
@@ -79,11 +81,13 @@ def harden(
     budget: BudgetPolicy | None = None,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
+    outbox: Outbox | None = None,
 ) -> ClientT:
     """Harden ``client`` in place and return it. Policies and providers not given are the installed
     ones while ``install()`` is active, else the environment's and the global providers.
 
     Hardening a client again (one ``install()`` already hardened, say) replaces its policies.
+    ``outbox``: writes that still fail for a retryable reason are stored and replayed (docs/outbox.md).
     """
     if not isinstance(client, (httpx.Client, httpx.AsyncClient)):
         raise TypeError(f"harden() takes an httpx.Client or httpx.AsyncClient, got {type(client).__name__} "
@@ -101,6 +105,10 @@ def harden(
     config = replace(config, retry=retry or config.retry, circuit=circuit or config.circuit,
                      budget=budget or config.budget)
     wrap_client(client, Engine(config.retry, config.circuit, config.budget, telemetry))
+    if outbox is not None:
+        from otel_hardening.outbox._hook import attach
+
+        attach(client, outbox)
     return client
 
 
@@ -112,8 +120,6 @@ def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> Non
     current = vars(client).get("_send_single_request")
     if isinstance(current, (HardenedSend, AsyncHardenedSend)):
         current.engine = engine
-        return
-    if not usable(client):  # a private hook is missing or changed: logged, counted, left as it was
         return
     for transport in (client._transport, *client._mounts.values()):
         if transport is not None:

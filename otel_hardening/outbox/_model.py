@@ -151,6 +151,10 @@ class Store(abc.ABC):
         """Move dead letters (all, or those named) back to the end of their queues, attempts reset."""
 
     @abc.abstractmethod
+    def reschedule(self, ids: Sequence[str] | None = None) -> int:
+        """Clear the backoff of pending entries (all, or those named): due at the next replay round."""
+
+    @abc.abstractmethod
     def purge(self, ids: Sequence[str] | None = None, *, dead: bool = True) -> int:
         """Delete the entries named, or every dead letter (``dead``) / every entry (not ``dead``)."""
 

@@ -120,6 +120,12 @@ redis.call('RPUSH', ns .. ':q:' .. up, id)
 redis.call('SADD', ns .. ':ups', up)
 return 1
 """
+_DUE = """
+local e = ns .. ':e:' .. ARGV[2]
+if redis.call('EXISTS', e) == 0 or redis.call('HGET', e, 'dead_reason') ~= '' then return 0 end
+redis.call('HSET', e, 'next_at', '0')
+return 1
+"""
 _STATS = """
 local oldest = false
 for _, up in ipairs(redis.call('SMEMBERS', ns .. ':ups')) do
@@ -160,6 +166,8 @@ class RedisStore(Store):
         self._url = url
         self._timeout = socket_timeout
         self._client: Any = None
+        self._lease_ms = 60_000
+        """The visibility timeout of the last claim: every ack renews the lease by as much."""
         self._scripts: dict[str, Any] = {}
         self._connect()
         self._run(lambda r: r.ping())  # an unreachable server is a clear error at start
@@ -172,7 +180,7 @@ class RedisStore(Store):
             raise StoreError(f"outbox store {self.location}: {exc}") from None
         self._scripts = {name: self._client.register_script(_LUA_COMMON + body) for name, body in (
             ("put", _PUT), ("claim", _CLAIM), ("ack", _ACK), ("release", _RELEASE), ("bury", _BURY),
-            ("revive", _REVIVE), ("stats", _STATS), ("finish", _FINISH))}
+            ("revive", _REVIVE), ("due", _DUE), ("stats", _STATS), ("finish", _FINISH))}
 
     def _run(self, work: Callable[[Any], T]) -> T:
         try:
@@ -211,7 +219,8 @@ class RedisStore(Store):
 
     def claim(self, upstream: str, limit: int, visibility: float, *, consumer: str = CONSUMER,
               ignore_schedule: bool = False) -> list[Entry]:
-        rows = self._script("claim", upstream, limit, int(visibility * 1000), consumer, repr(time.time()),
+        self._lease_ms = max(1, int(visibility * 1000))
+        rows = self._script("claim", upstream, limit, self._lease_ms, consumer, repr(time.time()),
                             "1" if ignore_schedule else "0")
         now = time.time()
         out: list[Entry] = []
@@ -225,7 +234,7 @@ class RedisStore(Store):
         return out
 
     def ack(self, entry: Entry, consumer: str = CONSUMER) -> None:
-        self._script("ack", entry.id, consumer, 60_000)
+        self._script("ack", entry.id, consumer, self._lease_ms)
 
     def release(self, entry: Entry, consumer: str = CONSUMER) -> None:
         self._script("release", entry.id, entry.attempts, repr(entry.next_at), entry.last_error)
@@ -266,6 +275,10 @@ class RedisStore(Store):
     def retry_dead(self, ids: Sequence[str] | None = None) -> int:
         chosen = list(ids) if ids is not None else self._ids(True, 1 << 30)
         return sum(int(self._script("revive", i)) for i in chosen)
+
+    def reschedule(self, ids: Sequence[str] | None = None) -> int:
+        chosen = list(ids) if ids is not None else self._ids(False, 1 << 30)
+        return sum(int(self._script("due", i)) for i in chosen)
 
     def purge(self, ids: Sequence[str] | None = None, *, dead: bool = True) -> int:
         if ids is None:

@@ -211,6 +211,13 @@ class SqliteStore(Store):
 
         return self._run(work)
 
+    def reschedule(self, ids: Sequence[str] | None = None) -> int:
+        query, args = "UPDATE entries SET next_at = 0 WHERE dead_reason = ''", []
+        if ids is not None:
+            query += f" AND id IN ({','.join('?' * len(ids))})"
+            args = list(ids)
+        return self._run(lambda db: int(db.execute(query, args).rowcount))
+
     def purge(self, ids: Sequence[str] | None = None, *, dead: bool = True) -> int:
         def work(db: sqlite3.Connection) -> int:
             if ids is not None:

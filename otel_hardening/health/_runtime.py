@@ -12,7 +12,7 @@ from otel_hardening._logging import log_once
 from otel_hardening.health import _extra
 from otel_hardening.health._export import ExportHealth
 from otel_hardening.health._model import ComponentStatus, Damper, HealthReport, Status, readiness
-from otel_hardening.health._sources import Clock, Resources, UpstreamLike, Upstreams
+from otel_hardening.health._sources import Clock, Hardening, Resources, UpstreamLike, Upstreams
 from otel_hardening.health.config import HealthConfig
 
 WAKE_SPACING = 0.02
@@ -47,6 +47,7 @@ class Monitor:
         self.upstreams = Upstreams(config, upstreams)
         self.resources = Resources(config, resources)
         self.export = ExportHealth(config, clock, wall)
+        self.hardening = Hardening(config)
         self.prober = Prober(config)
         self._damper = Damper(config.recovery_hold)
         self._eval_lock = threading.Lock()
@@ -66,6 +67,7 @@ class Monitor:
             ("upstreams", self.upstreams.components),
             ("resources", self.resources.components),
             ("telemetry", self.export.components),
+            ("hardening", self.hardening.components),
             ("probes", self.prober.components),
         ]
         sources += _extra.SOURCES.items()  # optional parts in use (the outbox)

@@ -18,6 +18,7 @@ from opentelemetry import metrics, trace
 
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
 from otel_hardening.http.engine import Engine
+from otel_hardening.http.hooks import usable
 from otel_hardening.http.pool import prepare_pool
 from otel_hardening.http.registry import REGISTRY, track_client
 from otel_hardening.http.send import AsyncHardenedSend, HardenedSend
@@ -120,6 +121,8 @@ def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> Non
     current = vars(client).get("_send_single_request")
     if isinstance(current, (HardenedSend, AsyncHardenedSend)):
         current.engine = engine
+        return
+    if not usable(client):  # a private hook is missing or changed: logged, counted, left as it was
         return
     for transport in (client._transport, *client._mounts.values()):
         if transport is not None:

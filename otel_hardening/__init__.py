@@ -71,7 +71,7 @@ def install(
 def uninstall() -> None:
     """Undo :func:`install`: new clients are plain, and every client it hardened gets its own
     per-request step back (``is_hardened()`` is False). Clients hardened with :func:`harden` stay
-    hardened. Their connection pools keep two inert wrappers (see ``docs/configuration.md``).
+    hardened. Their connection pools keep two inert wrappers (the README's ``install()`` section says why).
 
     Calling it when nothing is installed does nothing (and says nothing).
     """

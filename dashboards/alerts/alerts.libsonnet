@@ -7,6 +7,7 @@
       (import 'resources.libsonnet').new(c),
       (import 'pipeline.libsonnet').new(c),
       (import 'slo.libsonnet').new(c),
+      (import 'outbox.libsonnet').new(c),
     ],
   },
 }

@@ -37,7 +37,9 @@ bin="$out/$binary"
 if [[ -x "$bin" ]]; then printf '%s\n' "$bin"; exit 0; fi
 command -v go >/dev/null 2>&1 || die "Go is not installed (need Go >= 1.23)"
 
-export GOFLAGS="${GOFLAGS:-} -buildvcs=false" GOWORK=off
+# GOTOOLCHAIN=local: never let go.mod of a module fetch another toolchain (the package list allows one
+# named version only, and none of these modules needs it).
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false" GOWORK=off GOTOOLCHAIN=local
 mkdir -p "$cache"
 work="$(mktemp -d "$cache/.build-$name.XXXXXX")"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT

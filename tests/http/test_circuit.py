@@ -162,3 +162,82 @@ def test_sixteen_threads_through_one_breaker_run_in_parallel(otel: Otel, server:
     client.close()
     assert server.hits == 16
     assert server.max_in_flight >= 12  # serialized, it would be 1
+
+
+def test_a_late_release_cannot_free_a_newer_half_open_periods_slot() -> None:
+    """The issue's sequence, driven as the engine drives the circuit (acquire, verdict, release)."""
+    from otel_hardening.http.circuit import HALF_OPEN, OPEN, Circuit
+
+    circuit = Circuit("upstream", CircuitPolicy(fail_max=1, reset_timeout=0.05, half_open_max_calls=1))
+    seen: list[tuple[str, str]] = []
+    stale = circuit.acquire(seen)  # a slow request, started while closed
+    opener = circuit.acquire(seen)
+    assert stale is not None and opener is not None
+    circuit.record_failure(opener, "503", seen)
+    assert circuit.state == OPEN
+    time.sleep(0.08)
+    trial_1 = circuit.acquire(seen)
+    assert trial_1 is not None and trial_1.trial and circuit.state == HALF_OPEN
+    circuit.record_failure(stale, "503", seen)  # the stale failure reopens
+    assert circuit.state == OPEN
+    time.sleep(0.08)
+    trial_2 = circuit.acquire(seen)
+    assert trial_2 is not None and trial_2.trial and circuit.state == HALF_OPEN
+    circuit.release(trial_1)  # its task was cancelled: late, and from the earlier period
+    assert circuit.acquire(seen) is None  # trial 2 still holds the only slot
+    circuit.release(trial_1)  # released twice: still nothing
+    assert circuit.acquire(seen) is None
+    circuit.release(trial_2)
+    trial_3 = circuit.acquire(seen)
+    assert trial_3 is not None and trial_3.trial
+    assert seen == [("closed", "open"), ("open", "half_open"), ("half_open", "open"), ("open", "half_open")]
+
+
+async def test_a_cancelled_stale_trial_cannot_open_a_second_slot(otel: Otel, server: FlakyUpstream) -> None:
+    await stale_trial_sequence(otel, server, "memory")
+
+
+async def stale_trial_sequence(otel: Otel, server: FlakyUpstream, storage: str, reset: float = 0.3) -> None:
+    """The same sequence end to end: real requests, a trial task cancelled after the circuit half-opened again."""
+    from otel_hardening.http.registry import REGISTRY
+
+    client = otel_hardening.harden(
+        httpx.AsyncClient(timeout=10), retry=NO_RETRY,
+        circuit=CircuitPolicy(fail_max=1, reset_timeout=reset, half_open_max_calls=1, storage=storage),
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    server.on("/stale", Reply(503, delay=1.0 + reset))
+    server.on("/open", Reply(503))
+    server.default = Reply(200, delay=5.0)  # trials hang until cancelled
+
+    async def wait_for(state: str) -> None:
+        for _ in range(200):
+            upstreams = REGISTRY.all()
+            if upstreams and upstreams[0].circuit.state == state:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"circuit never {state}")
+
+    async with client:
+        stale = asyncio.create_task(client.get(server.url + "/stale"))
+        while server.in_flight < 1:
+            await asyncio.sleep(0.01)
+        assert (await client.get(server.url + "/open")).status_code == 503
+        await asyncio.sleep(reset + 0.05)
+        trial_1 = asyncio.create_task(client.get(server.url + "/trial1"))
+        await wait_for("half_open")
+        assert (await stale).status_code == 503  # the stale failure reopens
+        await wait_for("open")
+        await asyncio.sleep(reset + 0.05)
+        trial_2 = asyncio.create_task(client.get(server.url + "/trial2"))
+        await wait_for("half_open")
+        while server.by_path["/trial2"] < 1:
+            await asyncio.sleep(0.01)
+        trial_1.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await trial_1
+        with pytest.raises(CircuitOpenError):
+            await client.get(server.url + "/third")
+        trial_2.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await trial_2
+    assert server.by_path["/third"] == 0

@@ -130,3 +130,95 @@ def test_a_call_that_cannot_retry_keeps_its_own_timeouts(mode: str, case: str, t
             response = client.request(method, server.url, **kwargs)  # type: ignore[arg-type]
     assert response.status_code == 200
     assert response.request.extensions["timeout"] == dict.fromkeys(("connect", "read", "write", "pool"), timeout)
+
+
+def read_events_sync(client: httpx.Client, url: str, count: int) -> list[bytes]:
+    events: list[bytes] = []
+    with client.stream("GET", url) as response:
+        for chunk in response.iter_raw():
+            events.append(chunk)
+            if len(events) == count:
+                break
+    return events
+
+
+async def read_events_async(client: httpx.AsyncClient, url: str, count: int) -> list[bytes]:
+    events: list[bytes] = []
+    async with client.stream("GET", url) as response:
+        async for chunk in response.aiter_raw():
+            events.append(chunk)
+            if len(events) == count:
+                break
+    return events
+
+
+def test_a_quiet_stream_outlives_the_deadline_as_with_plain_httpx(mode: str, otel: Otel, sse: RawServer) -> None:
+    """timeout=None and a 2 s pause between events, RETRY_DEADLINE 1 s: every event arrives, hardened too."""
+    retry = RetryPolicy(max_attempts=3, deadline=1.0)
+
+    def read(hardened: bool) -> list[bytes]:
+        if mode == "async":
+            async def run() -> list[bytes]:
+                async with httpx.AsyncClient(timeout=None) as client:
+                    if hardened:
+                        otel_hardening.harden(client, retry=retry, tracer_provider=otel.tracer_provider)
+                    return await read_events_async(client, sse.url, 2)
+            return asyncio.run(run())
+        with httpx.Client(timeout=None) as client:
+            if hardened:
+                otel_hardening.harden(client, retry=retry, tracer_provider=otel.tracer_provider)
+            return read_events_sync(client, sse.url, 2)
+
+    plain = read(hardened=False)
+    hardened = read(hardened=True)
+    assert [b"data: %d" % n in chunk for n, chunk in enumerate(hardened)] == [True] * 2, hardened
+    assert len(hardened) == len(plain) == 2
+
+
+def test_the_deadline_bounds_the_header_wait_under_timeout_none(mode: str, otel: Otel) -> None:
+    """No per-operation timeout at all: the header wait still ends at the deadline (the body would not)."""
+    server = RawServer(trickled_headers(every=0.4))
+    retry = RetryPolicy(max_attempts=3, backoff_initial=0.05, deadline=1.5)
+    policies = dict(retry=retry, budget=NO_BUDGET_LIMIT, tracer_provider=otel.tracer_provider)
+    try:
+        if mode == "async":
+            async def run() -> float:
+                async with otel_hardening.harden(httpx.AsyncClient(timeout=None), **policies) as client:
+                    started = time.monotonic()
+                    with pytest.raises(httpx.ReadTimeout):
+                        await client.get(server.url)
+                    return time.monotonic() - started
+            elapsed = asyncio.run(run())
+        else:
+            with otel_hardening.harden(httpx.Client(timeout=None), **policies) as client:
+                started = time.monotonic()
+                with pytest.raises(httpx.ReadTimeout):
+                    client.get(server.url)
+                elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert elapsed < 1.5 + 0.75, elapsed
+
+
+def test_the_deadline_bounds_the_wait_for_a_pooled_connection(mode: str, otel: Otel, sse: RawServer) -> None:
+    """One connection, held by a stream: the next call waits for it no longer than its deadline."""
+    retry = RetryPolicy(max_attempts=2, backoff_initial=0.05, deadline=0.8)
+    policies = dict(retry=retry, budget=NO_BUDGET_LIMIT, tracer_provider=otel.tracer_provider)
+    limits = httpx.Limits(max_connections=1)
+    if mode == "async":
+        async def run() -> float:
+            client = otel_hardening.harden(httpx.AsyncClient(timeout=None, limits=limits), **policies)
+            async with client, client.stream("GET", sse.url):
+                started = time.monotonic()
+                with pytest.raises(httpx.PoolTimeout):
+                    await client.get(sse.url)
+                return time.monotonic() - started
+        elapsed = asyncio.run(run())
+    else:
+        client = otel_hardening.harden(httpx.Client(timeout=None, limits=limits), **policies)
+        with client, client.stream("GET", sse.url):
+            started = time.monotonic()
+            with pytest.raises(httpx.PoolTimeout):
+                client.get(sse.url)
+            elapsed = time.monotonic() - started
+    assert elapsed < 0.8 + 0.75, elapsed

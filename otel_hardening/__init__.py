@@ -14,7 +14,7 @@ from opentelemetry import metrics, trace
 from otel_hardening._version import __version__
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
 from otel_hardening.http.errors import CircuitOpenError
-from otel_hardening.http.harden import harden, providers_of, unwrap_clients
+from otel_hardening.http.harden import harden, providers_of
 from otel_hardening.instrumentor import HardeningInstrumentor
 
 __all__ = [
@@ -76,8 +76,5 @@ def uninstall() -> None:
     Calling it when nothing is installed does nothing (and says nothing).
     """
     instrumentor = HardeningInstrumentor()
-    installation = HardeningInstrumentor._installation
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()
-    if installation is not None:
-        unwrap_clients(installation.engine)

@@ -25,7 +25,7 @@ from wrapt import wrap_function_wrapper
 from otel_hardening._logging import log_once, logger
 from otel_hardening.config import HardeningConfig
 from otel_hardening.http.engine import Engine
-from otel_hardening.http.harden import new_telemetry, wrap_client
+from otel_hardening.http.harden import new_telemetry, unwrap_clients, wrap_client
 from otel_hardening.http.registry import REGISTRY
 
 _instruments = ("httpx >= 0.27",)
@@ -104,6 +104,7 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             if installation is None:
                 return
             installation.active = False
+            unwrap_clients(installation.engine)  # every client it hardened gets its own step back
             for stop in reversed(installation.started):
                 stop()
             if installation.instrumented_httpx:

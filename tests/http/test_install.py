@@ -262,3 +262,16 @@ def test_uninstall_restores_a_step_someone_set_before(otel: Otel, server: FlakyU
     assert vars(client)["_send_single_request"] is theirs
     assert client.get(server.url).status_code == 200 and calls == ["theirs"]
     client.close()
+
+
+def test_the_instrumentors_own_uninstrument_restores_the_clients_too(otel: Otel) -> None:
+    """Zero code turns it on through HardeningInstrumentor; its uninstrument() is uninstall() too."""
+    from otel_hardening import HardeningInstrumentor
+
+    instrumentor = HardeningInstrumentor()
+    instrumentor.instrument(config=CONFIG, tracer_provider=otel.tracer_provider)
+    client = httpx.Client()
+    assert is_hardened(client)
+    instrumentor.uninstrument()
+    assert not is_hardened(client) and "_send_single_request" not in vars(client)
+    client.close()

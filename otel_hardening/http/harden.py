@@ -19,6 +19,7 @@ from opentelemetry import metrics, trace
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
 from otel_hardening.http.engine import Engine
 from otel_hardening.http.hooks import usable
+from otel_hardening.http.one_span import quiet_inside
 from otel_hardening.http.pool import prepare_pool
 from otel_hardening.http.registry import REGISTRY, track_client
 from otel_hardening.http.send import AsyncHardenedSend, HardenedSend
@@ -127,6 +128,7 @@ def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> Non
     for transport in (client._transport, *client._mounts.values()):
         if transport is not None:
             prepare_pool(transport)
+            quiet_inside(transport)  # the app's own OTel transport: one CLIENT span per attempt
     hardened: HardenedSend | AsyncHardenedSend
     if isinstance(client, httpx.AsyncClient):
         hardened = AsyncHardenedSend(client, engine)

@@ -1,0 +1,65 @@
+"""One CLIENT span per attempt, also when the application already put an OpenTelemetry transport on a client.
+
+opentelemetry-instrumentation-httpx traces in two ways: globally (``instrument()`` wraps
+``HTTPTransport.handle_request`` for every instance; ``install()`` turns it on) and per transport (the
+application wraps httpx's transport in ``SyncOpenTelemetryTransport`` / ``AsyncOpenTelemetryTransport``,
+as a client's ``transport=`` or in its ``mounts=``). Both at once trace each attempt twice: the
+application's transport starts its span and calls the httpx transport it wraps, whose class-level
+wrapper starts a second one.
+
+The application's transport is the one it asked for (its hooks, its providers), so the transport
+inside it gets an instance-level ``handle_request`` that calls the class's own under OpenTelemetry's
+``suppress_http_instrumentation()``: the global wrapper stays quiet for that one call, and nothing else
+changes (the application's span has started and its propagation headers are in the request by then).
+Without the global instrumentation the suppression changes nothing, so it can stay for the client's
+life, also after ``uninstall()``.
+"""
+
+from __future__ import annotations
+
+import httpx
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+
+_MARK = "_otel_hardening_one_span"
+
+
+def _wrapped_by_opentelemetry(transport: object) -> httpx.BaseTransport | httpx.AsyncBaseTransport | None:
+    """The httpx transport inside an OpenTelemetry transport, or None if ``transport`` is not one."""
+    try:
+        from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport, SyncOpenTelemetryTransport
+    except ImportError:
+        return None
+    if not isinstance(transport, (SyncOpenTelemetryTransport, AsyncOpenTelemetryTransport)):
+        return None
+    # private to the contrib package (no accessor); if it ever goes, the only loss is this dedup
+    inner = getattr(transport, "_transport", None)
+    return inner if isinstance(inner, (httpx.BaseTransport, httpx.AsyncBaseTransport)) else None
+
+
+def quiet_inside(transport: object) -> None:
+    """If ``transport`` is an OpenTelemetry transport, keep global tracing off the one it wraps, once."""
+    inner = _wrapped_by_opentelemetry(transport)
+    if inner is None or _MARK in vars(inner):
+        return
+    # an instance-level step someone set before (instrument_client, a test double) keeps running
+    if isinstance(inner, httpx.BaseTransport):
+        sync_inner, previous = inner, vars(inner).get("handle_request")
+
+        def handle_request(request: httpx.Request) -> httpx.Response:
+            with suppress_http_instrumentation():
+                if previous is not None:
+                    return previous(request)  # type: ignore[no-any-return]
+                return type(sync_inner).handle_request(sync_inner, request)
+
+        sync_inner.handle_request = handle_request  # type: ignore[method-assign]
+    else:
+        async_inner, async_previous = inner, vars(inner).get("handle_async_request")
+
+        async def handle_async_request(request: httpx.Request) -> httpx.Response:
+            with suppress_http_instrumentation():
+                if async_previous is not None:
+                    return await async_previous(request)  # type: ignore[no-any-return]
+                return await type(async_inner).handle_async_request(async_inner, request)
+
+        async_inner.handle_async_request = handle_async_request  # type: ignore[method-assign]
+    setattr(inner, _MARK, True)

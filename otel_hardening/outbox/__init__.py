@@ -25,10 +25,10 @@ from otel_hardening.outbox._policy import OutboxPolicy
 from otel_hardening.outbox._stores import open_store
 
 __all__ = [
-    "ConfigurationError",
     "EXTENSION",
-    "Entry",
     "IDEMPOTENCY_KEY",
+    "ConfigurationError",
+    "Entry",
     "Outbox",
     "OutboxError",
     "OutboxPolicy",

@@ -13,7 +13,8 @@ import httpx
 
 from otel_hardening._logging import log_once
 from otel_hardening.http.send import AsyncHardenedSend, HardenedSend
-from otel_hardening.outbox._outbox import Outbox
+from otel_hardening.outbox._outbox import EXTENSION, Outbox
+from otel_hardening.outbox._policy import NEVER_DEFERRED
 
 
 class OutboxSend(HardenedSend):
@@ -24,6 +25,9 @@ class OutboxSend(HardenedSend):
         self.outbox = outbox
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        # reads (never deferred, and unmarked) skip the outbox entirely: they pay one lookup
+        if request.method in NEVER_DEFERRED and EXTENSION not in request.extensions:
+            return HardenedSend.__call__(self, request)
         return self.outbox.send(request, super().__call__)
 
 
@@ -35,6 +39,8 @@ class AsyncOutboxSend(AsyncHardenedSend):
         self.outbox = outbox
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method in NEVER_DEFERRED and EXTENSION not in request.extensions:
+            return await AsyncHardenedSend.__call__(self, request)
         return await self.outbox.asend(request, super().__call__)
 
 

@@ -179,8 +179,8 @@ class Outbox:
         return Entry(new_id(), upstream_name(request.url)[0], request.method, str(request.url), headers,
                      request.content, time.time(), trace_id=trace_id, span_id=span_id)
 
-    def _store(self, entry: Entry, request: httpx.Request, reason: str,
-               response: httpx.Response | None) -> RequestDeferred:
+    def _store(self, entry: Entry, request: httpx.Request, reason: str, response: httpx.Response | None,
+               cause: Exception | None = None) -> RequestDeferred:
         try:
             self.store.put(entry)
         except StoreError as exc:
@@ -188,7 +188,7 @@ class Outbox:
             self.telemetry.refused.add(1, self.telemetry.with_attrs(**{"hardening.outbox.reason": kind}))
             if kind == "store_error":
                 log_once(f"outbox:put:{self.name}", logging.ERROR, "otel_hardening: %s", exc)
-            raise OutboxRefused(kind, str(exc), request=request, response=response) from None
+            raise OutboxRefused(kind, str(exc), request=request, response=response) from cause
         _, host, port = upstream_name(request.url)
         self.telemetry.deferred.add(1, self.telemetry.with_attrs(**{"server.address": host, "server.port": port}))
         self.replayer.wake()
@@ -208,7 +208,7 @@ class Outbox:
             self._refused(refusal[0])
             _note(exc, *refusal)
             return None
-        return self._store(self._entry(request), request, reason, None)
+        return self._store(self._entry(request), request, reason, None, exc)
 
     def _response_entry(self, request: httpx.Request, response: httpx.Response) -> Entry | None:
         """The entry to store for a 429/503 answer, or None (another answer, or not deferrable)."""

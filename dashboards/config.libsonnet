@@ -55,6 +55,12 @@
     retryStormWindow: '2m',
     retryStormFor: '1m',
 
+    // ---- HardeningBypassed -----------------------------------------------------------------------
+    // Any increase of hardening_bypassed_total within the window fires it (one bypassed request is
+    // news: the service ran without its breakers); a missing hook fires while the process reports.
+    bypassWindow: '10m',
+    bypassFor: '0s',
+
     // ---- HardeningMemoryLeakSuspected / HardeningResourceLeakSuspected --------------------------
     // The detector (hardening_resource_leak_suspected) already needs two consecutive verdicts.
     leakFor: '1m',

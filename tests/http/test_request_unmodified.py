@@ -22,7 +22,7 @@ RETRY = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.02, dead
 def snapshot(request: httpx.Request) -> tuple[Any, ...]:
     """Everything a send could change, by value, and the extension objects by identity."""
     extensions = request.extensions
-    return (request.method, str(request.url), list(request.headers.raw), sorted(extensions),
+    return (request.method, str(request.url), list(request.headers.raw), request.content, sorted(extensions),
             {k: (dict(v) if isinstance(v, dict) else v) for k, v in extensions.items()},
             {k: id(v) for k, v in extensions.items()}, id(extensions), id(extensions.get("timeout")))
 
@@ -63,7 +63,8 @@ def test_a_hardened_send_leaves_the_request_as_built(mode: str, timeout: float |
     assert snapshot(request) == before
 
 
-def test_a_mock_transport_handler_sees_the_request_as_built(mode: str, otel: Otel) -> None:
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_mock_transport_handler_sees_the_request_as_built(mode: str, method: str, otel: Otel) -> None:
     seen: list[tuple[Any, ...]] = []
     statuses = iter([503, 200, 200])
 
@@ -75,7 +76,9 @@ def test_a_mock_transport_handler_sees_the_request_as_built(mode: str, otel: Ote
     client_type = httpx.AsyncClient if mode == "async" else httpx.Client
     client = otel_hardening.harden(client_type(transport=transport, timeout=None), retry=RETRY,
                                    budget=NO_BUDGET_LIMIT, tracer_provider=otel.tracer_provider)
-    request = client.build_request("GET", "http://upstream.test/x", extensions={"custom": {"k": 1}})
+    body = {"content": b'{"amount": 1}', "headers": {"Idempotency-Key": "k1"}} if method == "POST" else {}
+    request = client.build_request(method, "http://upstream.test/x", extensions={"custom": {"k": 1}},
+                                   **body)  # type: ignore[arg-type]
     before = snapshot(request)
     assert send_twice(mode, client, request) == [200, 200]
     assert seen == [before] * 3

@@ -4,6 +4,10 @@ Durability: WAL journal with ``synchronous=FULL``, so a committed deferral survi
 loss; every change is one transaction, so a process killed at any moment leaves the file either
 before or after it. Several processes of one app may share the file: claims are rows with an expiry.
 The file is created 0600 (SQLite gives its -wal/-shm files the database's mode): it holds credentials.
+
+Fork: SQLite's own mutexes (its allocator's among them) are copied locked into a child forked while
+another thread is inside SQLite, and the child's first ``connect`` then hangs for ever. Every call
+into SQLite here holds the store's lock, and a fork waits for all of them (``os.register_at_fork``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +66,7 @@ class SqliteStore(Store):
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._inherited: list[sqlite3.Connection] = []
+        _stores.add(self)
         self._run(lambda db: None)  # open now: a bad path is a configuration error at start, not later
 
     # --- connection -----------------------------------------------------------------------
@@ -235,3 +241,30 @@ def _cause(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc} ({type(exc).__name__})"
     return str(exc) or type(exc).__name__
+
+
+_stores: weakref.WeakSet[SqliteStore] = weakref.WeakSet()
+_held: list[SqliteStore] = []
+
+
+def _before_fork() -> None:
+    """No thread of ours is inside SQLite while the process forks."""
+    for store in sorted(_stores, key=id):
+        store._lock.acquire()
+        _held.append(store)
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        _held.pop()._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    while _held:
+        _held.pop().after_fork()  # a new lock, no inherited connection
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
+

@@ -65,6 +65,17 @@ class Ports:
         return cls(*sorted(picked))
 
 
+@dataclass
+class ScaleOutTargets:
+    """The collector jobs' targets when agents run in front of gateways (collector/agent.yaml,
+    gateway.yaml) instead of one collector: every gateway's prometheus exporter, and the own
+    metrics of every collector, gateways and agents alike, told apart by ``otelcol_tier``."""
+
+    exporters: list[str]
+    self_metrics: dict[str, list[str]]
+    """Tier (``gateway``, ``agent``) -> the own-metrics endpoints (host:port) of that tier."""
+
+
 def collector_env(
     ports: Ports, traces_file: Path, settings: StackSettings, logs_file: Path | None = None
 ) -> dict[str, str]:
@@ -102,21 +113,29 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def render_prometheus_config(
-    source: Path, ports: Ports, settings: StackSettings, rules_dir: Path
+    source: Path, ports: Ports, settings: StackSettings, rules_dir: Path,
+    scale_out: ScaleOutTargets | None = None,
 ) -> dict[str, Any]:
-    """prometheus/prometheus.yml with its targets on this stack's loopback ports and its rule files
-    in ``rules_dir`` (the built dashboards/build/rules/)."""
+    """prometheus/prometheus.yml with its targets on this stack's loopback ports (the collector
+    jobs on ``scale_out``'s when given) and its rule files in ``rules_dir`` (the built
+    dashboards/build/rules/)."""
     config = load_yaml(source)
-    targets = {
-        "otel-collector": f"127.0.0.1:{ports.prom_exporter}",
-        "otel-collector-self": f"127.0.0.1:{ports.self_metrics}",
-        "prometheus": f"127.0.0.1:{ports.prometheus}",
+    groups: dict[str, list[dict[str, Any]]] = {
+        "otel-collector": [{"targets": [f"127.0.0.1:{ports.prom_exporter}"]}],
+        "otel-collector-self": [{"targets": [f"127.0.0.1:{ports.self_metrics}"]}],
+        "prometheus": [{"targets": [f"127.0.0.1:{ports.prometheus}"]}],
     }
+    if scale_out is not None:
+        groups["otel-collector"] = [{"targets": scale_out.exporters}]
+        groups["otel-collector-self"] = [
+            {"targets": targets, "labels": {"otelcol_tier": tier}}
+            for tier, targets in scale_out.self_metrics.items()
+        ]
     for job in config.get("scrape_configs", []):
         name = job.get("job_name")
-        if name not in targets:
+        if name not in groups:
             raise StackError(f"{source}: the local stack does not know where job {name!r} scrapes")
-        job["static_configs"] = [{"targets": [targets[name]]}]
+        job["static_configs"] = groups[name]
         if settings.scrape_interval:
             job.pop("scrape_interval", None)
     config["alerting"] = {

@@ -99,3 +99,20 @@ def test_alertmanager_config_valid() -> None:
     result = subprocess.run(["amtool", "check-config", str(ROOT / "alertmanager/alertmanager.yml")],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_scaled_out_series_stay_apart_and_expire() -> None:
+    """Gateways label what they export with an identity of their own (two gateways compute span
+    metrics for the same app process), keep the single collector's expiration (the liveness alerts
+    depend on it), and span metrics of gone processes expire."""
+    base = yaml.safe_load((COLLECTOR / "otelcol-config.yaml").read_text())
+    gateway = yaml.safe_load((COLLECTOR / "gateway.yaml").read_text())
+    labels = gateway["exporters"]["prometheus"]["const_labels"]
+    assert labels["otelcol_gateway"] == "${env:OTELCOL_GATEWAY_ID:-${env:HOSTNAME}}"
+    assert "metric_expiration" not in gateway["exporters"]["prometheus"], "a gateway must keep the 45s expiration"
+    assert base["exporters"]["prometheus"]["metric_expiration"] == "45s"
+    assert base["connectors"]["spanmetrics"]["metrics_expiration"] == "${env:OTELCOL_SPANMETRICS_EXPIRATION:-5m}"
+    prometheus = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    assert jobs["otel-collector"]["honor_labels"] is True
+    assert not jobs["otel-collector-self"].get("honor_labels"), "own metrics: instance = the collector scraped"

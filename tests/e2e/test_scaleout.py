@@ -1,26 +1,31 @@
 """Scale-out on loopback: one agent (agent.yaml, loadbalancing by trace id) in front of two gateways
-(otelcol-config.yaml + gateway.yaml + the local file overlays, tail sampling). Every span of a trace must
-land on the same gateway, and sampling decisions must be whole-trace."""
+(otelcol-config.yaml + gateway.yaml + the local file overlays, tail sampling), scraped by a real
+Prometheus running prometheus/prometheus.yml. Every span of a trace must land on the same gateway,
+sampling decisions must be whole-trace, and the two gateways' span metrics must stay two series."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
-from otel_hardening.stack import ManagedProcess, Ports, StackSettings, collector_env
-from tests.e2e.conftest import ROOT, read_spans, show_logs_on_failure, traces_by_id, wait_for
+from otel_hardening.stack import ManagedProcess, Ports, StackSettings, collector_env, free_port
+from otel_hardening.stack._render import ScaleOutTargets, render_prometheus_config
+from tests.e2e.conftest import ROOT, prom_query, read_spans, show_logs_on_failure, traces_by_id, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SERVICE = "scaleout-test"
+INSTANCE = "scaleout-process-1"
 TRACES, SPANS_PER_TRACE = 40, 4
 COLLECTOR = ROOT / "collector"
 
@@ -31,16 +36,21 @@ class ScaleOut:
         self.run_dir = run_dir
         self.procs: list[ManagedProcess] = []
         self.gateway_files: list[Path] = []
+        self.gateway_ports: list[Ports] = []
+        self.agent_ports: Ports | None = None
         self.agent_endpoint = ""
+        self.prometheus_url = ""
 
     def start(self, gateways: int = 2) -> None:
-        settings = StackSettings(sampling_percentage=50, decision_wait="3s", spanmetrics_flush_interval="5s")
+        settings = StackSettings(sampling_percentage=50, decision_wait="3s", spanmetrics_flush_interval="2s")
         addresses = []
         for i in range(gateways):
             ports = Ports.pick()
+            self.gateway_ports.append(ports)
             traces = self.run_dir / f"gateway-{i}.jsonl"
             self.gateway_files.append(traces)
             env = collector_env(ports, traces, settings, self.run_dir / f"gateway-{i}-logs.jsonl")
+            env["OTELCOL_GATEWAY_ID"] = f"gw-{i}"
             argv = [str(self.bin)]
             # No Jaeger or VictoriaLogs here: the gateways write what they keep to files.
             for config in ("otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml", "local-no-traces.yaml",
@@ -55,7 +65,7 @@ class ScaleOut:
         # span later than decision_wait gets a decision of its own (see the README).
         for proc in self.procs:
             proc.wait_ready(60)
-        agent = Ports.pick()
+        agent = self.agent_ports = Ports.pick()
         self.procs.append(ManagedProcess.start(
             "agent", [str(self.bin), "--config", str(COLLECTOR / "agent.yaml")], self.run_dir / "agent.log",
             f"http://127.0.0.1:{agent.health}/",
@@ -70,6 +80,35 @@ class ScaleOut:
             },
         ))
         self.agent_endpoint = f"http://127.0.0.1:{agent.otlp_grpc}"
+        self.procs[-1].wait_ready(60)
+
+    def start_prometheus(self, binary: str) -> None:
+        """prometheus/prometheus.yml, its collector jobs on the gateways' exporters and on every
+        collector's own metrics (agent included), scraping every second."""
+        assert self.agent_ports is not None
+        port = free_port()
+        targets = ScaleOutTargets(
+            exporters=[f"127.0.0.1:{p.prom_exporter}" for p in self.gateway_ports],
+            self_metrics={
+                "gateway": [f"127.0.0.1:{p.self_metrics}" for p in self.gateway_ports],
+                "agent": [f"127.0.0.1:{self.agent_ports.self_metrics}"],
+            },
+        )
+        ports = Ports.pick()
+        ports.prometheus = port
+        config = render_prometheus_config(ROOT / "prometheus" / "prometheus.yml", ports,
+                                          StackSettings(scrape_interval="1s"), ROOT / "dashboards" / "build" / "rules",
+                                          scale_out=targets)
+        config.pop("alerting")  # no Alertmanager here
+        path = self.run_dir / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        self.prometheus_url = f"http://127.0.0.1:{port}"
+        self.procs.append(ManagedProcess.start(
+            "prometheus",
+            [binary, f"--config.file={path}", f"--storage.tsdb.path={self.run_dir / 'prometheus-data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"],
+            self.run_dir / "prometheus.log", f"{self.prometheus_url}/-/ready",
+        ))
         self.procs[-1].wait_ready(60)
 
     def stop(self) -> None:
@@ -92,9 +131,9 @@ def scaleout(collector_bin: Path, tmp_path: Path, request: pytest.FixtureRequest
 
 
 def send_interleaved_traces(endpoint: str) -> tuple[set[str], set[str]]:
-    """TRACES traces of SPANS_PER_TRACE spans, each span its own export, traces interleaved in time.
-    Returns the trace ids (hex) with an error span and those without."""
-    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
+    """TRACES traces of SPANS_PER_TRACE spans, each span its own export, traces interleaved in time,
+    all from one process (INSTANCE). Returns the trace ids (hex) with an error span and those without."""
+    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE, "service.instance.id": INSTANCE}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
     tracer = provider.get_tracer("scaleout")
     roots = [tracer.start_span("root") for _ in range(TRACES)]
@@ -144,3 +183,50 @@ def test_agent_routes_whole_traces_to_one_gateway(scaleout: ScaleOut) -> None:
     assert all(gateways), "the agent sent every trace to one gateway: no load balancing"
     # 20 plain traces at 50%: expect ~10; far outside means sampling is not per trace.
     assert 2 <= kept_plain <= 18, f"kept {kept_plain} of {len(plain)} plain traces at 50%"
+
+
+def prometheus_binary() -> str:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus not installed (apt-get install prometheus)")
+    return binary
+
+
+def test_gateways_span_metrics_never_collide(scaleout: ScaleOut) -> None:
+    """Both gateways compute span metrics for the same app process (its traces are spread by trace
+    id). Each gateway's series must stay its own (otelcol_gateway), so that summing over gateways
+    gives every span exactly once; the agent's own metrics are scraped too."""
+    scaleout.start_prometheus(prometheus_binary())
+    send_interleaved_traces(scaleout.agent_endpoint)
+    roots = f'traces_span_metrics_calls_total{{job="{SERVICE}", instance="{INSTANCE}", span_name="root"}}'
+
+    def all_roots_counted() -> list[dict[str, object]]:
+        total = prom_query(scaleout.prometheus_url, f"sum without (otelcol_gateway) ({roots})")
+        return total if total and float(total[0]["value"][1]) == TRACES else []
+
+    wait_for(all_roots_counted, 60, what=f"{TRACES} root spans counted over both gateways")
+    per_gateway = {r["metric"]["otelcol_gateway"]: float(r["value"][1])
+                   for r in prom_query(scaleout.prometheus_url, roots)}
+    assert set(per_gateway) == {"gw-0", "gw-1"}, per_gateway
+    assert all(per_gateway.values()), f"a gateway counted no root span: {per_gateway}"
+    # Summed over gateways, every span counted exactly once; no series without a gateway of its own.
+    spans = f'traces_span_metrics_calls_total{{job="{SERVICE}", instance="{INSTANCE}"}}'
+    total = prom_query(scaleout.prometheus_url, f"sum({spans})")
+    assert float(total[0]["value"][1]) == TRACES * SPANS_PER_TRACE, total
+    stray = prom_query(scaleout.prometheus_url, f'{spans[:-1]}, otelcol_gateway!~"gw-0|gw-1"}}')
+    assert not stray, f"span-metric series without a gateway label: {stray}"
+    for counter in ("prometheus_target_scrapes_sample_duplicate_timestamp_total",
+                    "prometheus_target_scrapes_sample_out_of_order_total"):
+        values = [float(r["value"][1]) for r in prom_query(scaleout.prometheus_url, counter)]
+        assert values == [0.0], f"{counter}: {values}"
+    log = (scaleout.run_dir / "prometheus.log").read_text(errors="replace")
+    assert "out of order" not in log.lower() and "duplicate sample" not in log.lower(), log[-3000:]
+
+    # The agent's own metrics: what it handed to the gateways.
+    agent = ('otelcol_exporter_sent_spans_total'
+             '{job="otel-collector-self", otelcol_tier="agent", exporter="loadbalancing"}')
+    wait_for(lambda: prom_query(scaleout.prometheus_url, f"{agent} >= {TRACES * SPANS_PER_TRACE}"), 30,
+             what="the agent's own exporter metrics in Prometheus")
+    up = {(r["metric"]["otelcol_tier"], r["metric"]["instance"]): r["value"][1]
+          for r in prom_query(scaleout.prometheus_url, 'up{job="otel-collector-self"}')}
+    assert sorted(tier for tier, _ in up) == ["agent", "gateway", "gateway"] and set(up.values()) == {"1"}, up

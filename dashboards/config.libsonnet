@@ -15,7 +15,14 @@
     // App metrics (hardening_*, process_*, cpython_*) reach Prometheus through the collector's
     // prometheus exporter with honor_labels, so `job` is the OTel service.name and `instance` the
     // service.instance.id. Every app-metric alert, recording rule and dashboard query adds this.
-    hardeningSelector: 'job!=""',
+    // Empty by default: the metric names are otel-hardening's own, and with honor_labels no scrape
+    // label tells its series apart (the former 'job!=""' matched every series). Set it to narrow
+    // everything to some services or one environment, e.g. 'job=~"shop|cart"'.
+    hardeningSelector: '',
+    // The scrape jobs of the collectors' prometheus exporters (app metrics): while one is down,
+    // every process looks gone, so the liveness alerts hold back and HardeningTargetDown
+    // stage="scrape" names the cause.
+    appScrapeSelector: 'job="otel-collector"',
     // The label that names a service (alert label `service`, Alertmanager grouping, the Job variable).
     serviceLabel: 'job',
     // The label that names one process of a service (per-process alerts, the Instance variable).
@@ -63,8 +70,10 @@
 
     // ---- HardeningMemoryLeakSuspected / HardeningResourceLeakSuspected --------------------------
     // The detector (hardening_resource_leak_suspected) already needs two consecutive verdicts.
+    // keep_firing_for also runs after a process dies: at most 1m keeps its alerts within 2 minutes
+    // of its end (see Liveness).
     leakFor: '1m',
-    leakKeepFiringFor: '5m',
+    leakKeepFiringFor: '1m',
 
     // ---- HardeningFdExhaustion ---------------------------------------------------------------------
     // Open fds / soft RLIMIT_NOFILE (hardening_process_file_descriptor_usage_ratio); the same
@@ -89,11 +98,32 @@
     telemetrySignals: ['spans', 'metric_points', 'log_records'],
 
     // ---- HardeningTargetDown -----------------------------------------------------------------------
-    // A scrape target down, no app reporting at all, or an app whose CPU counter stopped moving
-    // (the collector's exporter keeps a dead app's last values for metric_expiration = 10m, so
-    // `absent` alone would see it only 10 minutes late).
+    // A scrape target down (stage="scrape"), no app reporting at all ("absent"), a service none of
+    // whose processes reports ("service"), one process of a service gone and not replaced
+    // ("process").
     targetDownFor: '1m',
-    staleWindow: '3m',
+
+    // ---- Liveness (HardeningTargetDown stage="process" / "service"; every per-process alert) -----
+    // A process is alive while its livenessMetric series exist: every process with otel-hardening
+    // installed exports hardening_health_status, whatever resource tracking is set to. The
+    // collector's prometheus exporter serves a dead process's last values until metric_expiration
+    // (collector/otelcol-config.yaml) after its last export; then the series end (stale). So
+    // appMetricExpiration bounds both how soon a dead process is seen and how late its alerts
+    // resolve: with 45 s, a killed process's alerts resolve within 2 minutes and its own
+    // "stopped reporting" fires within ~75 s. It must stay above 2x the apps'
+    // OTEL_METRIC_EXPORT_INTERVAL (5 s here), or live processes flap. Per-process alerts keep
+    // keep_firing_for <= 1m and gate range-vector windows on liveness for the same reason.
+    appMetricExpiration: '45s',
+    livenessMetric: 'hardening_health_status',
+    // stage="process": a process that reported within this window and no longer does, in a service
+    // that has not started as many new processes in the window (a deploy or a restart replaces
+    // processes, each with a fresh service.instance.id: no alert). Resolves when the process
+    // leaves the window, or when a replacement starts.
+    processGoneWindow: '10m',
+    processGoneFor: '15s',
+    // stage="service": how long a service that stopped reporting is remembered (and keeps firing);
+    // after that it is forgotten, as decommissioned.
+    serviceGoneMemory: '7d',
 
     // ---- Burn-rate alerts on each upstream's logical-call success (SRE workbook, chapter 5) -----
     // Success = hardening_outcome success | success_after_retry; every other outcome (failure,
@@ -109,6 +139,24 @@
     ],
     // Fewer logical calls than this in the long window: too little traffic to judge (no alert).
     sloMinCalls: 100,
+    // Windows from this length on are recorded in their own rule group, evaluated at this slower
+    // interval (a 1d/3d rate moves little in a minute; the alerts on them wait 1h/3h anyway).
+    sloSlowWindowFrom: '1d',
+    sloSlowInterval: '1m',
+    // Error budget left over sloBudgetWindow (1 = untouched, 0 = spent, < 0 = overspent), from
+    // sloBudgetStep increases recorded every sloBudgetStep (a 30-day rate over raw counters every
+    // few seconds would read millions of samples).
+    sloBudgetWindow: '30d',
+    sloBudgetStep: '5m',
+    // HardeningUpstreamSLIAbsent: an upstream's SLI series (the 5m error ratio) existed within
+    // sliAbsentWindow and is gone while its service still reports: the burn-rate alerts are blind.
+    sliAbsentWindow: '1h',
+    sliAbsentFor: '10m',
+
+    // ---- HardeningWatchdog -----------------------------------------------------------------------
+    // Always firing: Alertmanager routes it to its own receiver, a dead-man's switch that pages when
+    // the notifications STOP (docs/runbooks.md#hardeningwatchdog).
+    watchdogSeverity: 'none',
 
     // ---- Links ---------------------------------------------------------------------------------
     // Alert annotations: dashboard_url = grafanaUrl + /d/<uid>; runbook_url = runbookUrl + #anchor.

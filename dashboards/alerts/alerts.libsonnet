@@ -9,6 +9,7 @@
       (import 'pipeline.libsonnet').new(c),
       (import 'slo.libsonnet').new(c),
       (import 'outbox.libsonnet').new(c),
+      (import 'watchdog.libsonnet').new(c),
     ],
   },
 }

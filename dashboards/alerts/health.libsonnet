@@ -1,12 +1,13 @@
 // HardeningServiceCritical / HardeningServiceDegraded: the app's own health status.
 local alerting = import '../lib/alerting.libsonnet';
+local liveness = import '../rules/liveness.libsonnet';
 
 {
   new(c)::
     local a = alerting.new(c);
     local by = '%s, %s' % [c.serviceLabel, c.instanceLabel];
     local status(state) =
-      'max by (%s) (hardening_health_status{%s, hardening_health_state="%s"}) == 1' % [by, c.hardeningSelector, state];
+      'max by (%s) (hardening_health_status{%s}) == 1' % [by, liveness.sel(c, 'hardening_health_state="%s"' % state)];
     // The components in that state, listed from the component gauge at notification time.
     local components(state) =
       '{{ range query (printf "hardening_health_component_status{%(s)s=%%q, %(i)s=%%q, hardening_health_state=\\"%(state)s\\"} == 1" $labels.%(s)s $labels.%(i)s) }}{{ .Labels.hardening_health_component }} {{ end }}'

@@ -1,5 +1,6 @@
 // HardeningCircuitOpen / HardeningRetryStorm: what hardening does to an upstream's calls.
 local alerting = import '../lib/alerting.libsonnet';
+local liveness = import '../rules/liveness.libsonnet';
 
 {
   new(c)::
@@ -13,8 +14,14 @@ local alerting = import '../lib/alerting.libsonnet';
           'HardeningCircuitOpen',
           // Worst state over the window: open -> half_open -> open cycles do not resolve it.
           // `>= 1`: for `_other` (the aggregated upstreams) the gauge counts the open circuits.
-          'max by (%s, %s, hardening_circuit_name) (max_over_time(hardening_circuit_state{%s, hardening_circuit_state="open"}[%s])) >= 1'
-          % [c.serviceLabel, c.instanceLabel, c.hardeningSelector, c.circuitOpenWindow],
+          // ... while the circuit's series still exist: the window must not outlive a dead process.
+          liveness.whilePresent(
+            c,
+            'max by (%s, %s, hardening_circuit_name) (max_over_time(hardening_circuit_state{%s}[%s])) >= 1'
+            % [c.serviceLabel, c.instanceLabel, liveness.sel(c, 'hardening_circuit_state="open"'), c.circuitOpenWindow],
+            '%s, %s, hardening_circuit_name' % [c.serviceLabel, c.instanceLabel],
+            'hardening_circuit_state',
+          ),
           'warning',
           'Circuit {{ $labels.hardening_circuit_name }} of {{ $labels.%s }} is open.' % c.serviceLabel,
           'The circuit breaker for upstream {{ $labels.hardening_circuit_name }} in process {{ $labels.%s }} of {{ $labels.%s }} has been open in the last %s: calls to it are rejected without I/O (outcome rejected_circuit_open).' % [c.instanceLabel, c.serviceLabel, c.circuitOpenWindow],

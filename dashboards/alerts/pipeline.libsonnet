@@ -1,5 +1,7 @@
-// HardeningTelemetryDropping / HardeningTargetDown: the telemetry itself.
+// HardeningTelemetryDropping / HardeningTargetDown: the telemetry itself, and whether processes and
+// services still report (rules/liveness.libsonnet).
 local alerting = import '../lib/alerting.libsonnet';
+local liveness = import '../rules/liveness.libsonnet';
 
 {
   new(c)::
@@ -47,8 +49,8 @@ local alerting = import '../lib/alerting.libsonnet';
       ] + [
         a.alert(
           'HardeningTelemetryDropping',
-          'max by (%s, %s) (hardening_health_component_status{%s, hardening_health_component="telemetry:export", hardening_health_state="degraded"}) == 1'
-          % [c.serviceLabel, c.instanceLabel, c.hardeningSelector],
+          'max by (%s, %s) (hardening_health_component_status{%s}) == 1'
+          % [c.serviceLabel, c.instanceLabel, liveness.sel(c, 'hardening_health_component="telemetry:export", hardening_health_state="degraded"')],
           'warning',
           'Service {{ $labels.%s }} cannot export all its telemetry.' % c.serviceLabel,
           'The OTel SDK in process {{ $labels.%s }} of {{ $labels.%s }} reported export failures or dropped telemetry (health component telemetry:export) for %s: the collector is unreachable, slow or refusing.' % [c.instanceLabel, c.serviceLabel, c.telemetryFor],
@@ -62,16 +64,17 @@ local alerting = import '../lib/alerting.libsonnet';
           'critical',
           'Prometheus cannot scrape {{ $labels.job }} at {{ $labels.instance }}.',
           'Scrape target {{ $labels.instance }} of job {{ $labels.job }} is down: without it, every otel-hardening alert and dashboard is blind.',
-          a.dashboard('pipeline'),
+          // The pipeline dashboard's job variable lists the collectors' own jobs, not this one.
+          a.dashboard('pipeline', null),
           c.targetDownFor,
           labels={ stage: 'scrape' },
         ),
         a.alert(
           'HardeningTargetDown',
-          'absent(hardening_health_status{%s})' % c.hardeningSelector,
+          'absent(%s{%s})' % [c.livenessMetric, c.hardeningSelector],
           'critical',
           'No service reports otel-hardening metrics.',
-          'Prometheus has no hardening_health_status series at all: no app with otel-hardening exports metrics, or the collector does not reach Prometheus.',
+          'Prometheus has no %s series at all: no app with otel-hardening exports metrics, or the collector does not reach Prometheus.' % c.livenessMetric,
           a.dashboard('health', null),
           c.targetDownFor,
           labels={ stage: 'absent' },
@@ -79,15 +82,27 @@ local alerting = import '../lib/alerting.libsonnet';
         ),
         a.alert(
           'HardeningTargetDown',
-          // The collector keeps a dead app's last values for metric_expiration (10m): a CPU counter
-          // that stopped moving in every process of a service means the service stopped reporting.
-          'sum by (%s) (changes(process_cpu_time_seconds_total{%s}[%s])) == 0' % [c.serviceLabel, c.hardeningSelector, c.staleWindow],
+          // Seconds since the service's last report, while none of its processes reports (the
+          // last-report series outlives the service's own series: rules/liveness.libsonnet).
+          liveness.unlessScrapeDown(c, 'time() - %s unless on (%s) %s' % [liveness.lastReport, c.serviceLabel, liveness.processes]),
           'critical',
           'Service {{ $labels.%s }} stopped reporting metrics.' % c.serviceLabel,
-          'No process of {{ $labels.%s }} updated its metrics in the last %s (process_cpu_time_seconds_total did not move): the service is down or cannot export.' % [c.serviceLabel, c.staleWindow],
+          'No process of {{ $labels.%s }} has reported %s for {{ $value | humanizeDuration }}: the service is down or cannot export (its last values expire from the collector %s after its last export).' % [c.serviceLabel, c.livenessMetric, c.appMetricExpiration],
           a.dashboard('health'),
           c.targetDownFor,
-          labels={ stage: 'app' },
+          labels={ stage: 'service' },
+        ),
+        a.alert(
+          'HardeningTargetDown',
+          // Gone processes of a service that now runs fewer processes than before: a deploy or a
+          // restart replaces them (each process has a fresh service.instance.id) and does not fire.
+          liveness.unlessScrapeDown(c, '%s and on (%s) (%s)' % [liveness.gone(c), c.serviceLabel, liveness.shrunk(c)]),
+          'warning',
+          'A process of {{ $labels.%s }} stopped reporting metrics.' % c.serviceLabel,
+          'Process {{ $labels.%s }} of {{ $labels.%s }} stopped reporting %s (its series ended within the last %s) and the service now runs fewer processes than before: it crashed, hangs before exporting, or was scaled away.' % [c.instanceLabel, c.serviceLabel, c.livenessMetric, c.processGoneWindow],
+          a.dashboard('health'),
+          c.processGoneFor,
+          labels={ stage: 'process' },
         ),
       ],
     },

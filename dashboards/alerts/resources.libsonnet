@@ -1,5 +1,6 @@
 // HardeningMemoryLeakSuspected / HardeningResourceLeakSuspected / HardeningFdExhaustion.
 local alerting = import '../lib/alerting.libsonnet';
+local liveness = import '../rules/liveness.libsonnet';
 
 {
   new(c)::
@@ -13,7 +14,7 @@ local alerting = import '../lib/alerting.libsonnet';
       rules: [
         a.alert(
           'HardeningMemoryLeakSuspected',
-          'max by (%s) (hardening_resource_leak_suspected{%s, hardening_resource="memory"}) == 1' % [by, c.hardeningSelector],
+          'max by (%s) (hardening_resource_leak_suspected{%s}) == 1' % [by, liveness.sel(c, 'hardening_resource="memory"')],
           'warning',
           'Memory leak suspected in {{ $labels.%s }} {{ $labels.%s }}.' % [c.serviceLabel, c.instanceLabel],
           'The leak detector of process {{ $labels.%s }} of {{ $labels.%s }} sees RSS growing steadily over its leak window. A tracemalloc hunt runs and logs the growing allocation sites (hardening.leak.report in VictoriaLogs).' % [c.instanceLabel, c.serviceLabel],
@@ -23,7 +24,7 @@ local alerting = import '../lib/alerting.libsonnet';
         ),
         a.alert(
           'HardeningResourceLeakSuspected',
-          'max by (%s, hardening_resource) (hardening_resource_leak_suspected{%s, hardening_resource!="memory"}) == 1' % [by, c.hardeningSelector],
+          'max by (%s, hardening_resource) (hardening_resource_leak_suspected{%s}) == 1' % [by, liveness.sel(c, 'hardening_resource!="memory"')],
           'warning',
           '{{ $labels.hardening_resource }} leak suspected in {{ $labels.%s }} {{ $labels.%s }}.' % [c.serviceLabel, c.instanceLabel],
           'The leak detector of process {{ $labels.%s }} of {{ $labels.%s }} sees {{ $labels.hardening_resource }} (fds, threads or asyncio tasks) growing steadily over its leak window.' % [c.instanceLabel, c.serviceLabel],

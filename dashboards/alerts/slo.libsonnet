@@ -1,6 +1,7 @@
 // HardeningUpstreamErrorBudgetBurn: multi-window, multi-burn-rate alerts (SRE workbook, ch. 5) on
 // each upstream's logical-call success, from the recording rules in rules/slo.libsonnet.
 local alerting = import '../lib/alerting.libsonnet';
+local liveness = import '../rules/liveness.libsonnet';
 local slo = import '../rules/slo.libsonnet';
 
 {
@@ -35,6 +36,27 @@ local slo = import '../rules/slo.libsonnet';
           labels={ long_window: b.long, short_window: b.short },
         )
         for b in c.burnRateAlerts
+      ] + [
+        a.alert(
+          'HardeningUpstreamSLIAbsent',
+          local up = std.join(', ', [c.serviceLabel] + c.upstreamLabels);
+          '(group by (%(up)s) (present_over_time(%(sli)s[%(w)s])) unless on (%(up)s) %(sli)s) and on (%(s)s) %(processes)s' % {
+            up: up,
+            sli: slo.sli(c),
+            w: c.sliAbsentWindow,
+            s: c.serviceLabel,
+            processes: liveness.processes,
+          },
+          'warning',
+          'The SLI of {{ $labels.%s }} for {{ $labels.server_address }}:{{ $labels.server_port }} is gone.' % c.serviceLabel,
+          'Service {{ $labels.%(s)s }} still reports, but its logical calls to {{ $labels.server_address }}:{{ $labels.server_port }} (%(sli)s, from hardening_http_client_calls_total) existed in the last %(w)s and no longer do: its burn-rate alerts are blind. The service stopped calling it, its processes restarted and have not called it yet, or its hardened clients are no longer instrumented.' % {
+            s: c.serviceLabel,
+            sli: slo.sli(c),
+            w: c.sliAbsentWindow,
+          },
+          a.dashboard('http'),
+          c.sliAbsentFor,
+        ),
       ],
     },
 }

@@ -78,8 +78,8 @@ local g = import '../lib/grafana.libsonnet';
         ),
         g.table(
           'Firing alerts',
-          'Alerts firing now for the selected services (Prometheus ALERTS series): alertname, severity and labels. Each alert links a runbook (docs/runbooks.md) in its runbook_url annotation; critical alerts page, warnings are inhibited while a critical alert fires for the same service.',
-          [g.prom('ALERTS{job=~"$job", alertstate="firing"}', '', instant=true, format='table')],
+          'Alerts firing now for the selected services (Prometheus ALERTS series), and those that say monitoring itself is blind whatever the service (HardeningTargetDown for a scrape target or no app at all, HardeningTelemetryDropping in a collector): alertname, severity and labels. Each alert links a runbook (docs/runbooks.md) in its runbook_url annotation; critical alerts page, warnings are tickets. The always-firing HardeningWatchdog is left out.',
+          [g.prom('ALERTS{job=~"$job", alertstate="firing", alertname!="HardeningWatchdog"} or ALERTS{alertstate="firing", alertname=~"HardeningTargetDown|HardeningTelemetryDropping", stage=~"scrape|absent|exporter|receiver"}', '', instant=true, format='table')],
           'none',
           w=12,
           h=10,

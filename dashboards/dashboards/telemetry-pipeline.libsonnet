@@ -82,7 +82,7 @@ local g = import '../lib/grafana.libsonnet';
         g.stateTimeline(
           'App export failures (health telemetry:export)',
           'Per app process: red while the OTel SDK in the app reported export failures or dropped telemetry in the health window (the health component telemetry:export). Red here but nothing refused above: the app cannot reach the collector (network, endpoint, TLS).',
-          [g.prom('max by (job, instance) (hardening_health_component_status{job=~"$service", %s, hardening_health_component="telemetry:export", hardening_health_state="degraded"})' % c.hardeningSelector, '{{job}} {{instance}}')],
+          [g.prom('max by (job, instance) (hardening_health_component_status{job=~"$service", hardening_health_component="telemetry:export", hardening_health_state="degraded"%s})' % (if c.hardeningSelector == '' then '' else ', ' + c.hardeningSelector), '{{job}} {{instance}}')],
           'none',
           exportMappings,
           w=8,

@@ -3,9 +3,11 @@ local g = import 'grafana.libsonnet';
 
 {
   new(c):: {
+    // Matchers joined with c.hardeningSelector (empty by default).
+    sel(matchers):: std.join(', ', matchers + (if c.hardeningSelector == '' then [] else [c.hardeningSelector])),
     // App metrics of the selected services and processes (job/instance matchers first: the
     // dashboard linter wants `job=~"$job"` and `instance=~"$instance"` in every selector).
-    app: 'job=~"$job", instance=~"$instance", %s' % c.hardeningSelector,
+    app: self.sel(['job=~"$job"', 'instance=~"$instance"']),
     // ... and of the selected upstreams (HTTP metrics label an upstream by host and port).
     upstream: self.app + ', server_address=~"$upstream"',
     // Circuit metrics name the upstream scheme://host:port, or `_other` (the upstreams beyond the
@@ -29,7 +31,7 @@ local g = import 'grafana.libsonnet';
       'trace_service',
       'Trace service',
       'The service whose traces the Jaeger tables search: Jaeger searches one service by its OTel service.name (for a job ns/name, name).',
-      'hardening_http_client_calls_total{%s}' % ('job=~"$job", instance=~"$instance", %s' % c.hardeningSelector),
+      'hardening_http_client_calls_total{%s}' % self.sel(['job=~"$job"', 'instance=~"$instance"']),
       'job',
       '/^(?:.*\\/)?([^/]+)$/'
     ),
@@ -37,21 +39,21 @@ local g = import 'grafana.libsonnet';
       'job',
       'Job',
       'The service: OTel service.name, which is the Prometheus job label.',
-      'hardening_health_status{%s}' % c.hardeningSelector,
+      'hardening_health_status{%s}' % self.sel([]),
       'job'
     ),
     instanceVariable: g.labelVariable(
       'instance',
       'Instance',
       'One process of the service: OTel service.instance.id (Prometheus instance label).',
-      'hardening_health_status{job=~"$job", %s}' % c.hardeningSelector,
+      'hardening_health_status{%s}' % self.sel(['job=~"$job"']),
       'instance'
     ),
     upstreamVariable: g.labelVariable(
       'upstream',
       'Upstream',
       'Upstream host (server.address) the service calls through hardened httpx clients.',
-      'hardening_http_client_calls_total{job=~"$job", instance=~"$instance", %s}' % c.hardeningSelector,
+      'hardening_http_client_calls_total{%s}' % self.sel(['job=~"$job"', 'instance=~"$instance"']),
       'server_address'
     ),
     variables: self.datasourceVariables + [self.jobVariable, self.instanceVariable, self.upstreamVariable],

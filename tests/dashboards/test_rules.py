@@ -21,12 +21,17 @@ RUNBOOKS = ROOT / "docs" / "runbooks.md"
 REQUIRED_ALERTS = {
     "HardeningServiceDegraded", "HardeningServiceCritical", "HardeningCircuitOpen", "HardeningRetryStorm",
     "HardeningMemoryLeakSuspected", "HardeningFdExhaustion", "HardeningTelemetryDropping", "HardeningTargetDown",
-    "HardeningUpstreamErrorBudgetBurn",
+    "HardeningUpstreamErrorBudgetBurn", "HardeningUpstreamSLIAbsent", "HardeningWatchdog",
 }
+# Always firing by design (the dead-man's switch): never quiet, never resolved, severity none.
+WATCHDOG = "HardeningWatchdog"
 
 # Series not emitted by otel-hardening: Prometheus' own and the collector's (names as the
 # collector 0.130 self-telemetry reader exposes them with without_units: true).
-PROMETHEUS_NAMES = {"up", "ALERTS"}
+PROMETHEUS_NAMES = {"up", "ALERTS", "prometheus_notifications_errors_total"}
+# opentelemetry-instrumentation-system-metrics' fd count: otel-hardening then skips its own
+# process_unix_file_descriptor_count (docs/telemetry.md), so fd queries read either.
+SYSTEM_METRICS_NAMES = {"process_open_file_descriptor_count"}
 COLLECTOR_NAMES = {
     f"otelcol_{stage}_{kind}_{signal}_total"
     for stage, kinds in (("receiver", ("accepted", "refused")), ("exporter", ("sent", "send_failed", "enqueue_failed")))
@@ -45,13 +50,13 @@ def spanmetrics_names() -> set[str]:
 
 def known_names() -> set[str]:
     return (documented_names(ROOT / "docs" / "telemetry.md") | {r["record"] for r in built_records()}
-            | PROMETHEUS_NAMES | COLLECTOR_NAMES | spanmetrics_names())
+            | PROMETHEUS_NAMES | SYSTEM_METRICS_NAMES | COLLECTOR_NAMES | spanmetrics_names())
 
 
 def test_metric_name_extraction() -> None:
     expr = ('sum by (job, le) (rate(foo_bucket{job=~"$job", a="b or c"}[$__rate_interval])) / on (job) '
-            'group_left bar_total > 1.5e3 and histogram_quantile(0.9, baz) or vector(0)')
-    assert metric_names(expr) == {"foo_bucket", "bar_total", "baz"}
+            'group_left bar_total > 1.5e3 and histogram_quantile(0.9, baz) or vector(0) unless qux offset 10m')
+    assert metric_names(expr) == {"foo_bucket", "bar_total", "baz", "qux"}
     assert variable_metric_names('label_values(up{job="x"}, instance)') == {"up"}
 
 
@@ -123,7 +128,7 @@ def test_every_alert_fires_stays_quiet_and_resolves_in_a_unit_test() -> None:
     names = {rule["alert"] for rule in built_alerts()}
     assert names >= REQUIRED_ALERTS
     table = _expectations()
-    for name in sorted(names):
+    for name in sorted(names - {WATCHDOG}):
         fires = quiet_before = resolves = False
         for evals in table.get(name, []):
             firing_at: dict[float, set[frozenset[tuple[str, str]]]] = {}
@@ -151,7 +156,7 @@ def test_alert_labels_and_annotations() -> None:
     uids = {board["uid"] for board in built_dashboards().values()}
     for rule in built_alerts():
         name = rule["alert"]
-        assert rule["labels"]["severity"] in {"critical", "warning"}, name
+        assert rule["labels"]["severity"] in ({"none"} if name == WATCHDOG else {"critical", "warning"}), name
         assert rule["labels"]["service"], name
         notes = rule["annotations"]
         assert notes["summary"] and notes["description"], name
@@ -180,19 +185,45 @@ def test_amtool_check_config(amtool: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_alertmanager_routes_by_severity_and_inhibits_warnings_under_critical() -> None:
+def test_alertmanager_routes_by_severity_watchdog_apart() -> None:
     config = load_yaml(ROOT / "alertmanager" / "alertmanager.yml")
     route = config["route"]
     assert "service" in route["group_by"]
-    routed = {m for r in route["routes"] for m in r["matchers"]}
-    assert {'severity="critical"', 'severity="warning"'} <= routed
-    inhibit = config["inhibit_rules"][0]
-    assert inhibit["source_matchers"] == ['severity="critical"']
-    assert inhibit["target_matchers"] == ['severity="warning"']
-    assert inhibit["equal"] == ["service"]
+    routed = [m for r in route["routes"] for m in r["matchers"]]
+    assert routed[0] == f'alertname="{WATCHDOG}"', "the watchdog route must come first"
+    assert {'severity="critical"', 'severity="warning"'} <= set(routed)
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):
-            assert hook["send_resolved"] is True, receiver["name"]
+            # A dead-man's switch only wants "still firing"; every other receiver hears the resolve.
+            assert hook["send_resolved"] is (receiver["name"] != "watchdog"), receiver["name"]
+
+
+def test_the_watchdog_always_fires() -> None:
+    """In its unit tests HardeningWatchdog fires at every evaluation, from the first."""
+    evals = [e for group in _expectations().get(WATCHDOG, []) for e in group]
+    assert evals and min(t for t, _ in evals) == 0
+    assert all(labels for _, labels in evals), evals
+
+
+def _collector_metric_expiration() -> float:
+    exporter = load_yaml(ROOT / "collector" / "otelcol-config.yaml")["exporters"]["prometheus"]
+    return _duration(exporter["metric_expiration"])
+
+
+def test_a_dead_process_alerts_end_within_two_minutes() -> None:
+    """Every per-process alert (aggregated by instance) ends within 2 minutes of its process's death:
+    the collector serves the last values for metric_expiration, then scrape + evaluation (5 s
+    each) + keep_firing_for. Range windows are gated on liveness (liveness_test.yaml shows each)."""
+    expiration = _collector_metric_expiration()
+    per_process = {r["alert"] for r in built_alerts() if re.search(r"by \(job, instance\b", r["expr"])}
+    assert {"HardeningServiceCritical", "HardeningCircuitOpen", "HardeningFdExhaustion"} <= per_process
+    for rule in built_alerts():
+        if rule["alert"] in per_process:
+            keep = _duration(rule.get("keep_firing_for", "0s"))
+            assert expiration + 5 + 5 + 5 + keep <= 120, (rule["alert"], expiration, keep)
+    covered = {case["alertname"] for group in load_yaml(RULE_TESTS / "liveness_test.yaml")["tests"]
+               for case in group["alert_rule_test"]}
+    assert per_process <= covered, f"no disappearing-series case for {sorted(per_process - covered)}"
 
 
 def doc_promql() -> list[str]:
@@ -220,6 +251,7 @@ def test_promql_in_the_docs_parses(promtool: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("labels", "receiver"), [
     (["severity=critical", "service=shop", "alertname=HardeningServiceCritical"], "critical"),
     (["severity=warning", "service=shop", "alertname=HardeningServiceDegraded"], "warning"),
+    (["severity=none", "service=otel-hardening", "alertname=HardeningWatchdog"], "watchdog"),
 ])
 def test_amtool_routes_by_severity(amtool: str, labels: list[str], receiver: str) -> None:
     result = subprocess.run([amtool, "config", "routes", "test", "--config.file",

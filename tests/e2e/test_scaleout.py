@@ -5,8 +5,10 @@ sampling decisions must be whole-trace, and the two gateways' span metrics must 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,8 +46,8 @@ class ScaleOut:
     def start(self, gateways: int = 2) -> None:
         settings = StackSettings(sampling_percentage=50, decision_wait="3s", spanmetrics_flush_interval="2s")
         addresses = []
-        for i in range(gateways):
-            ports = Ports.pick()
+        *gateway_ports, agent = distinct_ports(gateways + 1)
+        for i, ports in enumerate(gateway_ports):
             self.gateway_ports.append(ports)
             traces = self.run_dir / f"gateway-{i}.jsonl"
             self.gateway_files.append(traces)
@@ -65,7 +67,7 @@ class ScaleOut:
         # span later than decision_wait gets a decision of its own (see the README).
         for proc in self.procs:
             proc.wait_ready(60)
-        agent = self.agent_ports = Ports.pick()
+        self.agent_ports = agent
         self.procs.append(ManagedProcess.start(
             "agent", [str(self.bin), "--config", str(COLLECTOR / "agent.yaml")], self.run_dir / "agent.log",
             f"http://127.0.0.1:{agent.health}/",
@@ -117,6 +119,16 @@ class ScaleOut:
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name} =====\n{p.log.read_text(errors='replace')[-3000:]}" for p in self.procs)
+
+
+def distinct_ports(count: int) -> list[Ports]:
+    """``count`` port sets without a port in common: a process started later must not get a port
+    an earlier one has not bound yet."""
+    while True:
+        sets = [Ports.pick() for _ in range(count)]
+        ports = [port for p in sets for port in dataclasses.astuple(p) if port]
+        if len(ports) == len(set(ports)):
+            return sets
 
 
 @pytest.fixture
@@ -215,10 +227,12 @@ def test_gateways_span_metrics_never_collide(scaleout: ScaleOut) -> None:
     assert float(total[0]["value"][1]) == TRACES * SPANS_PER_TRACE, total
     stray = prom_query(scaleout.prometheus_url, f'{spans[:-1]}, otelcol_gateway!~"gw-0|gw-1"}}')
     assert not stray, f"span-metric series without a gateway label: {stray}"
+    with urllib.request.urlopen(f"{scaleout.prometheus_url}/metrics", timeout=5) as response:
+        own = response.read().decode()
     for counter in ("prometheus_target_scrapes_sample_duplicate_timestamp_total",
                     "prometheus_target_scrapes_sample_out_of_order_total"):
-        values = [float(r["value"][1]) for r in prom_query(scaleout.prometheus_url, counter)]
-        assert values == [0.0], f"{counter}: {values}"
+        values = [line.split()[-1] for line in own.splitlines() if line.startswith(counter + " ")]
+        assert values == ["0"], f"{counter}: {values}"
     log = (scaleout.run_dir / "prometheus.log").read_text(errors="replace")
     assert "out of order" not in log.lower() and "duplicate sample" not in log.lower(), log[-3000:]
 
@@ -227,6 +241,10 @@ def test_gateways_span_metrics_never_collide(scaleout: ScaleOut) -> None:
              '{job="otel-collector-self", otelcol_tier="agent", exporter="loadbalancing"}')
     wait_for(lambda: prom_query(scaleout.prometheus_url, f"{agent} >= {TRACES * SPANS_PER_TRACE}"), 30,
              what="the agent's own exporter metrics in Prometheus")
-    up = {(r["metric"]["otelcol_tier"], r["metric"]["instance"]): r["value"][1]
-          for r in prom_query(scaleout.prometheus_url, 'up{job="otel-collector-self"}')}
-    assert sorted(tier for tier, _ in up) == ["agent", "gateway", "gateway"] and set(up.values()) == {"1"}, up
+
+    def every_collector_up() -> list[tuple[str, str]]:
+        up = [(r["metric"]["otelcol_tier"], r["value"][1])
+              for r in prom_query(scaleout.prometheus_url, 'up{job="otel-collector-self"}')]
+        return up if sorted(up) == [("agent", "1"), ("gateway", "1"), ("gateway", "1")] else []
+
+    wait_for(every_collector_up, 30, what="the own metrics of the agent and both gateways scraped")

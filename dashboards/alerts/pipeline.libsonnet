@@ -8,28 +8,38 @@ local liveness = import '../rules/liveness.libsonnet';
     local a = alerting.new(c);
     local w = c.telemetryWindow;
     local sel = c.collectorSelector;
-    local sum(metric) = 'sum by (job, instance) (rate(%s{%s}[%s]))' % [metric, sel, w];
+    // Exporters are judged one by one: summed together, a failing exporter is diluted by the
+    // healthy ones and the alert could not name it.
+    local byWhere = { exporter: 'job, instance, exporter', receiver: 'job, instance' };
+    local sum(metric, by) = 'sum by (%s) (rate(%s{%s}[%s]))' % [by, metric, sel, w];
     // A counter the collector has not created yet (no failure so far, or no success so far: a
     // backend down since the start) counts as 0 as long as one of its siblings exists.
-    local zeroOr(metric, siblings) = '(%s or (%s) * 0)' % [sum(metric), std.join(' or ', [sum(m) for m in siblings])];
+    local zeroOr(metric, siblings, by) = '(%s or (%s) * 0)' % [sum(metric, by), std.join(' or ', [sum(m, by) for m in siblings])];
     local exporterCounters(signal) = ['otelcol_exporter_%s_%s_total' % [kind, signal] for kind in ['sent', 'send_failed', 'enqueue_failed']];
-    local counter(metric, all) = zeroOr(metric, [m for m in all if m != metric]);
+    local counter(metric, all, by) = zeroOr(metric, [m for m in all if m != metric], by);
     local dropped(signal) =
       local all = exporterCounters(signal);
-      '%s + %s' % [counter(all[1], all), counter(all[2], all)];
+      '%s + %s' % [counter(all[1], all, byWhere.exporter), counter(all[2], all, byWhere.exporter)];
     local exported(signal) =
       local all = exporterCounters(signal);
-      '%s + %s' % [counter(all[0], all), dropped(signal)];
+      '%s + %s' % [counter(all[0], all, byWhere.exporter), dropped(signal)];
     local receiverCounters(signal) = ['otelcol_receiver_%s_%s_total' % [kind, signal] for kind in ['accepted', 'refused']];
-    local refused(signal) = counter(receiverCounters(signal)[1], receiverCounters(signal));
-    local received(signal) = '%s + %s' % [counter(receiverCounters(signal)[0], receiverCounters(signal)), refused(signal)];
+    local refused(signal) = counter(receiverCounters(signal)[1], receiverCounters(signal), byWhere.receiver);
+    local received(signal) = '%s + %s' % [counter(receiverCounters(signal)[0], receiverCounters(signal), byWhere.receiver), refused(signal)];
+    // Tail sampling holds at most num_traces undecided traces; past that it evicts the oldest before
+    // their decision, errors included: they are neither kept nor counted as sampled.
+    local tailSampling(kind) = 'sum by (job, instance) (rate(otelcol_processor_tail_sampling_%s_total{%s}[%s]))' % [kind, sel, w];
     local collectorDrop(signal, where, num, den) = a.alert(
       'HardeningTelemetryDropping',
       '(%s) / (%s) > %g' % [num, den, c.telemetryDropRatio],
       'warning',
-      'Collector {{ $labels.instance }} loses %s (%s).' % [signal, where],
+      'Collector {{ $labels.instance }} loses %s (%s).' % [signal, if where == 'exporter' then 'exporter {{ $labels.exporter }}' else where],
       'The collector {{ $labels.instance }} (job {{ $labels.job }}) %s {{ $value | humanizePercentage }} of %s over %s (threshold %g): this telemetry is lost.' % [
-        if where == 'exporter' then 'failed to send or enqueue' else 'refused at its receivers (memory_limiter)',
+        {
+          exporter: 'failed to send or enqueue with exporter {{ $labels.exporter }}',
+          receiver: 'refused at its receivers (memory_limiter)',
+          tail_sampling: 'evicted from tail sampling before their decision (num_traces full)',
+        }[where],
         signal,
         w,
         c.telemetryDropRatio,
@@ -46,6 +56,8 @@ local liveness = import '../rules/liveness.libsonnet';
       ] + [
         collectorDrop(signal, 'receiver', refused(signal), received(signal))
         for signal in c.telemetrySignals
+      ] + [
+        collectorDrop('traces', 'tail_sampling', tailSampling('sampling_trace_dropped_too_early'), tailSampling('new_trace_id_received')),
       ] + [
         a.alert(
           'HardeningTelemetryDropping',

@@ -46,11 +46,11 @@ local g = import '../lib/grafana.libsonnet';
         ),
         g.timeseries(
           'Dropped by exporters (send or enqueue failed)',
-          'Items per second an exporter failed to send after its retries, or could not queue because the queue was full: this telemetry is lost. Check the backend of that exporter (Jaeger, VictoriaLogs, Prometheus) and the queue panel. Fires HardeningTelemetryDropping above %g %% of the items.' % (c.telemetryDropRatio * 100),
-          perSignal('otelcol_exporter_send_failed_%s_total', 'exporter', 'send failed {{exporter}}')
+          'Items per second each exporter of each collector failed to send after its retries, or could not queue because the queue was full: this telemetry is lost. Check the backend of that exporter (Jaeger, VictoriaLogs, Prometheus; on an agent, loadbalancing = the gateways) and the queue panel. Fires HardeningTelemetryDropping, per exporter, above %g %% of its items.' % (c.telemetryDropRatio * 100),
+          perSignal('otelcol_exporter_send_failed_%s_total', 'instance, exporter', 'send failed {{exporter}} {{instance}}')
           + [
             // The enqueue-failed counter appears at the first failure: 0 until then.
-            g.prom('sum by (exporter) (rate(otelcol_exporter_enqueue_failed_%(s)s_total{%(sel)s}[$__rate_interval])) or sum by (exporter) (rate(otelcol_exporter_sent_%(s)s_total{%(sel)s}[$__rate_interval])) * 0' % { s: signal, sel: sel }, '%s enqueue failed {{exporter}}' % signal)
+            g.prom('sum by (instance, exporter) (rate(otelcol_exporter_enqueue_failed_%(s)s_total{%(sel)s}[$__rate_interval])) or sum by (instance, exporter) (rate(otelcol_exporter_sent_%(s)s_total{%(sel)s}[$__rate_interval])) * 0' % { s: signal, sel: sel }, '%s enqueue failed {{exporter}} {{instance}}' % signal)
             for signal in c.telemetrySignals
           ],
           'short',
@@ -87,6 +87,27 @@ local g = import '../lib/grafana.libsonnet';
           exportMappings,
           w=8,
           h=8
+        ),
+      ],
+      [
+        g.timeseries(
+          'Tail sampling: undecided traces in memory',
+          'Traces each collector (each gateway when scaled out) buffers while it waits decision_wait to decide them. Its ceiling is num_traces (OTELCOL_TAIL_NUM_TRACES, default 50000): at the ceiling the oldest traces are evicted undecided (next panel). Size num_traces above new traces per second x decision_wait, with headroom, or add gateways.',
+          [g.prom('max by (instance) (otelcol_processor_tail_sampling_sampling_traces_on_memory{%s})' % sel, '{{instance}}')],
+          'short',
+          w=12,
+          min=0
+        ),
+        g.timeseries(
+          'Tail sampling: traces evicted before their decision (overflow)',
+          'Traces per second evicted from the tail-sampling buffer before their decision because num_traces was full, against new traces per second. An evicted trace is lost whole, errors included. Fires HardeningTelemetryDropping stage=tail_sampling above %g %% of new traces.' % (c.telemetryDropRatio * 100),
+          [
+            g.prom('sum by (instance) (rate(otelcol_processor_tail_sampling_sampling_trace_dropped_too_early_total{%s}[$__rate_interval]))' % sel, 'evicted {{instance}}'),
+            g.prom('sum by (instance) (rate(otelcol_processor_tail_sampling_new_trace_id_received_total{%s}[$__rate_interval]))' % sel, 'new traces {{instance}}'),
+          ],
+          'short',
+          w=12,
+          min=0
         ),
       ],
     ], variables=variables),

@@ -38,7 +38,11 @@ COLLECTOR_NAMES = {
     for kind in kinds
     for signal in ("spans", "metric_points", "log_records")
 } | {"otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity", "otelcol_process_memory_rss",
-     "otelcol_process_runtime_heap_alloc_bytes", "otelcol_process_uptime_total"}
+     "otelcol_process_runtime_heap_alloc_bytes", "otelcol_process_uptime_total",
+     # tail_sampling, read on the built collector's :8888
+     "otelcol_processor_tail_sampling_sampling_traces_on_memory",
+     "otelcol_processor_tail_sampling_new_trace_id_received_total",
+     "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early_total"}
 
 
 def spanmetrics_names() -> set[str]:

@@ -33,7 +33,8 @@ COLLECTOR = ROOT / "collector"
 
 
 class ScaleOut:
-    def __init__(self, collector_bin: Path, run_dir: Path) -> None:
+    def __init__(self, collector_bin: Path, run_dir: Path, gateway_env: dict[str, str] | None = None) -> None:
+        self.gateway_env = gateway_env or {}
         self.bin = collector_bin
         self.run_dir = run_dir
         self.procs: list[ManagedProcess] = []
@@ -52,7 +53,7 @@ class ScaleOut:
             traces = self.run_dir / f"gateway-{i}.jsonl"
             self.gateway_files.append(traces)
             env = collector_env(ports, traces, settings, self.run_dir / f"gateway-{i}-logs.jsonl")
-            env["OTELCOL_GATEWAY_ID"] = f"gw-{i}"
+            env.update({"OTELCOL_GATEWAY_ID": f"gw-{i}", **self.gateway_env})
             argv = [str(self.bin)]
             # No Jaeger or VictoriaLogs here: the gateways write what they keep to files.
             for config in ("otelcol-config.yaml", "gateway.yaml", "local-overlay.yaml", "local-no-traces.yaml",
@@ -133,7 +134,16 @@ def distinct_ports(count: int) -> list[Ports]:
 
 @pytest.fixture
 def scaleout(collector_bin: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ScaleOut]:
-    setup = ScaleOut(collector_bin, tmp_path)
+    yield from running(ScaleOut(collector_bin, tmp_path), request)
+
+
+@pytest.fixture
+def overflowing(collector_bin: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ScaleOut]:
+    """Gateways whose tail-sampling buffer holds 5 traces: 40 concurrent traces overflow it."""
+    yield from running(ScaleOut(collector_bin, tmp_path, {"OTELCOL_TAIL_NUM_TRACES": "5"}), request)
+
+
+def running(setup: ScaleOut, request: pytest.FixtureRequest) -> Iterator[ScaleOut]:
     try:
         setup.start()
         yield setup
@@ -248,3 +258,23 @@ def test_gateways_span_metrics_never_collide(scaleout: ScaleOut) -> None:
         return up if sorted(up) == [("agent", "1"), ("gateway", "1"), ("gateway", "1")] else []
 
     wait_for(every_collector_up, 30, what="the own metrics of the agent and both gateways scraped")
+
+
+def test_tail_sampling_overflow_alert_expression_on_real_gateways(overflowing: ScaleOut) -> None:
+    """The built HardeningTelemetryDropping stage=tail_sampling expression, evaluated by Prometheus on
+    the real gateways' own metrics, sees the traces evicted undecided (metric names of the built
+    collector, not of its documentation)."""
+    rules = yaml.safe_load((ROOT / "dashboards" / "build" / "rules" / "alerts.yaml").read_text())
+    [expr] = [r["expr"] for g in rules["groups"] for r in g["rules"]
+              if r.get("alert") == "HardeningTelemetryDropping" and r["labels"].get("stage") == "tail_sampling"]
+    overflowing.start_prometheus(prometheus_binary())
+    # Two waves: a counter appears at its first increment, and rate() cannot see what it counted
+    # before its first scrape; the second wave moves counters Prometheus already holds.
+    send_interleaved_traces(overflowing.agent_endpoint)
+    time.sleep(3)
+    send_interleaved_traces(overflowing.agent_endpoint)
+    firing = wait_for(lambda: prom_query(overflowing.prometheus_url, expr), 60,
+                      what="the tail-sampling overflow expression true on a gateway")
+    gateways = {f"127.0.0.1:{p.self_metrics}" for p in overflowing.gateway_ports}
+    assert {r["metric"]["instance"] for r in firing} <= gateways, firing
+    assert all(float(r["value"][1]) > 0.01 for r in firing), firing

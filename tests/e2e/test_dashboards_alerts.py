@@ -1,10 +1,12 @@
-"""What users come for, proven on the real local stack (collector, Prometheus, Alertmanager, Tempo,
-Loki, Grafana) with a fault workload: every target of every provisioned dashboard panel returns data
-through Grafana's own API, and a critical fault reaches an Alertmanager webhook receiver in time, then
-resolves.
+"""What users come for, proven on the real local stack (collector, Prometheus, Alertmanager, Jaeger,
+VictoriaLogs) with a fault workload: every target of every built dashboard returns real data from its
+backend, run as Grafana runs it (tests/e2e/dashboard_queries.py: variables interpolated as Grafana
+does, no Grafana server); latency exemplars open their traces in Jaeger; and a critical fault reaches
+an Alertmanager webhook receiver in time, then resolves. (Finding retried and failed requests in
+Jaeger, hunt reports and health changes in VictoriaLogs: tests/e2e/test_trace_log_search.py.)
 
-One stack and one scenario per module (the stack takes ~1 min to start, Grafana most of it):
-retried requests, an outage that opens the circuit (health critical), recovery, and a leak hunt.
+One stack and one scenario per module: retried requests, an outage that opens the circuit (health
+critical), recovery, and a leak hunt.
 Prometheus and Alertmanager run with the shipped intervals (prometheus/prometheus.yml,
 alertmanager/alertmanager.yml): the alert times measured here are the documented ones.
 """
@@ -28,7 +30,6 @@ import pytest
 
 from otel_hardening.resources._probe import memory_limit
 from otel_hardening.stack import LocalStack, ManagedProcess, StackSettings, free_port
-from otel_hardening.stack._render import OPTIONAL
 from tests.e2e.conftest import (
     ROOT,
     Upstream,
@@ -39,7 +40,7 @@ from tests.e2e.conftest import (
     start_stack,
     wait_for,
 )
-from tests.e2e.grafana_api import Grafana, GrafanaError, Target, frames_have_data, targets
+from tests.e2e.dashboard_queries import Answer, Backends, Runner, built_dashboards
 
 pytestmark = pytest.mark.e2e
 
@@ -121,16 +122,15 @@ def webhook() -> Iterator[Webhook]:
 # -- the stack and the workload -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def full_stack(lgtm_missing: dict[str, str], stack_tools: Path, webhook: Webhook,
+def full_stack(backends_missing: dict[str, str], stack_tools: Path, webhook: Webhook,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Everything that is built: the alert test needs only the collector, Prometheus and Alertmanager;
-    the tests that need Tempo, Loki or Grafana skip with the reason when one is missing."""
+    the tests that need Jaeger or VictoriaLogs skip with the reason when one is missing."""
     settings = StackSettings(
         sampling_percentage=100.0, decision_wait="2s", spanmetrics_flush_interval="5s",
-        alert_webhook_url=webhook.url, ready_timeout=90.0, grafana_ready_timeout=240.0,
-        without=frozenset(lgtm_missing),
+        alert_webhook_url=webhook.url, ready_timeout=90.0, without=frozenset(backends_missing),
     )
-    local = start_stack(tmp_path_factory.mktemp("lgtm") / "stack", settings, stack_tools)
+    local = start_stack(tmp_path_factory.mktemp("backends") / "stack", settings, stack_tools)
     try:
         yield local
     finally:
@@ -157,6 +157,7 @@ class Scenario:
     app: ManagedProcess
     health_url: str
     start: float  # time.time() when the workload started
+    outage_wall: float = 0.0  # time.time() when the alert fired, during the outage
     fault_at: float = 0.0  # monotonic
     recovered_at: float = 0.0
     app_critical_at: float = 0.0
@@ -235,6 +236,7 @@ def _run(run: Scenario, webhook: Webhook) -> None:
     note = wait_for(lambda: webhook.first(ALERT, "firing", run.fault_at), ALERT_WITHIN + 60,
                     interval=0.25, what=f"{ALERT} firing at the webhook receiver")
     run.alert_at = note.at
+    run.outage_wall = time.time()
 
     run.upstream.set_phase("healthy")
     run.recovered_at = time.monotonic()
@@ -243,7 +245,7 @@ def _run(run: Scenario, webhook: Webhook) -> None:
                     interval=0.25, what=f"{ALERT} resolved at the webhook receiver")
     run.resolved_at = note.at
 
-    # A leak hunt inside a traced request: its report is a log record in Loki.
+    # A leak hunt inside a traced request: its report is a log record in VictoriaLogs.
     with urllib.request.urlopen(f"{run.app.ready_url.rsplit('/', 1)[0]}/hunt?seconds=2", timeout=30) as r:
         run.hunt = json.load(r)
 
@@ -274,135 +276,88 @@ def test_critical_alert_reaches_the_receiver_and_resolves(scenario: Scenario, we
 
 # -- the dashboards -------------------------------------------------------------------------------
 
-def _built_dashboards() -> dict[str, dict[str, Any]]:
-    built = {}
-    for path in sorted((ROOT / "dashboards" / "build" / "dashboards").glob("*.json")):
-        dashboard = json.loads(path.read_text())
-        built[dashboard["uid"]] = dashboard
-    return built
+# Targets whose answer may legitimately carry only zeros here, and why; the test checks that each
+# still answers with series (the panel is wired to real series) and that nothing else is all zeros.
+ZEROS_EXPECTED = {
+    ("Refused by receivers (memory_limiter)", "*"): "the collector is far below its memory limit",
+    ("Dropped by exporters (send or enqueue failed)", "*"): "every backend is up: nothing fails to export",
+    ("App export failures (health telemetry:export)", "A"): "the app's exports to the collector succeed",
+    ("Leak suspected", "A"): "no leak verdict: the scenario's hunt is started by hunt(), not the detector",
+    ("GC collections and uncollectable objects", "B"): "the workload makes no uncollectable cycles",
+    ("Threads", "B"): "the workload's thread count is steady",
+    ("asyncio tasks", "B"): "the workload's task count is steady",
+    ("Memory growth rate (Theil-Sen slope of RSS)", "A"): "0 during the detector's warm-up, longer than the run",
+    ("Exporter queue fill (size / capacity)", "A"): "the backends keep up: the sending queues stay empty",
+    ("Hardening bypassed", "A"): "every call of the workload goes through the hardened client",
+}
 
 
-@pytest.fixture(scope="module")
-def grafana(full_stack: LocalStack, lgtm_missing: dict[str, str]) -> Grafana:
-    skip_without(lgtm_missing, "grafana")
-    assert full_stack.grafana_admin_password
-    return Grafana(full_stack.grafana_url, full_stack.grafana_admin_password)
-
-
-def test_provisioned_dashboards_are_the_built_ones(full_stack: LocalStack, grafana: Grafana) -> None:
-    built = _built_dashboards()
-    assert len(built) >= 4, f"expected the four dashboards in dashboards/build/dashboards, got {sorted(built)}"
-
-    def provisioned() -> dict[str, dict[str, Any]] | None:
-        found = {uid: grafana.dashboard(uid) for uid in built}
-        return found if all(found.values()) else None
-
-    loaded = wait_for(provisioned, 60, what="every built dashboard provisioned in Grafana")
-    for uid, dashboard in built.items():
-        got = loaded[uid]
-        assert got["title"] == dashboard["title"]
-        assert [p.get("title") for p in got["panels"]] == [p.get("title") for p in dashboard["panels"]], uid
-        assert [t for p in got["panels"] for t in p.get("targets", [])] == \
-            [t for p in dashboard["panels"] for t in p.get("targets", [])], uid
-
-
-def _has_data(grafana: Grafana, target: Target, start: float, end: float) -> str | None:
-    """None when the target returned data through Grafana, else why not."""
-    if target.ds_type == "tempo":
-        traces = grafana.tempo_search(target.text, int(start), int(end) + 1)
-        return None if traces else "no traces"
-    if target.ds_type not in {"prometheus", "loki"}:
-        return f"data source type {target.ds_type} not checked"
-    uid = str(target.target.get("datasource", {}).get("uid", target.ds_type))
-    result = grafana.ds_query(uid, target.target, int(start * 1000), int(end * 1000))
-    if result.get("error"):
-        return f"error: {result['error']}"
-    return None if frames_have_data(result) else "no data"
-
-
-def _absent_on_this_platform() -> dict[str, str]:
+def _absent_here() -> dict[str, str]:
     """Metrics docs/telemetry.md says some platforms lack, that this one lacks: name -> why."""
-    absent = {}
-    if memory_limit() is None:
-        absent["hardening_process_memory_limit_bytes"] = "no cgroup memory limit on this machine"
-    return absent
+    return {} if memory_limit() is not None else {"hardening_process_memory_limit_bytes": "no cgroup memory limit"}
 
 
-def test_every_panel_target_returns_data(scenario: Scenario, grafana: Grafana, lgtm_missing: dict[str, str]) -> None:
-    skip_without(lgtm_missing, *OPTIONAL)
-    all_targets = [t for uid in _built_dashboards() for t in targets(grafana.dashboard(uid))]
-    assert len(all_targets) >= 20, f"suspiciously few targets: {len(all_targets)}"
-    absent = _absent_on_this_platform()
-    start = scenario.start - 60
+def _runs(scenario: Scenario, end: float) -> list[tuple[str, Runner, dict[str, Any]]]:
+    """(what, runner, dashboard) for every dashboard: the dashboard's own range (now-1h) ending
+    during the outage and now, each with the default selection (All) and with the scenario's service
+    selected (multi-value formatting on the real backends)."""
+    backends = Backends(scenario.stack.prometheus_url, scenario.stack.jaeger_url, scenario.stack.victorialogs_url)
+    out = []
+    for board in built_dashboards():
+        chosen = {"service": [SERVICE]} if board["uid"] == "hardening-pipeline" else {"job": [SERVICE]}
+        for when, at in (("outage", scenario.outage_wall), ("end", end)):
+            for selection in ({}, chosen):
+                what = f"{when}, {'selected ' + SERVICE if selection else 'All'}"
+                out.append((what, Runner(backends, at - 3600, at, selection), board))
+    return out
 
-    def empty() -> list[str]:
-        end = time.time()
-        out = []
-        for target in all_targets:
-            why = _has_data(grafana, target, start, end)
-            excused = [f"{name}: {reason}" for name, reason in absent.items() if name in target.text]
-            if why and excused and why == "no data":
-                print(f"\nempty, as expected here ({'; '.join(excused)}): {target.label}")
-            elif why:
-                out.append(f"{target.label} [{target.ds_type}] {why}: {target.text}")
-        return out
 
-    # Rates over a window and span metrics need a few scrapes after the scenario; Tempo search a few
-    # seconds more. Poll, then list whatever is still empty.
+def test_every_dashboard_target_returns_real_data(scenario: Scenario) -> None:
+    skip_without("jaeger", "victorialogs")
+    absent = _absent_here()
+
+    def unproved() -> tuple[list[str], list[str], int]:
+        answers: dict[str, list[tuple[str, Answer]]] = {}
+        for what, runner, board in _runs(scenario, time.time()):
+            for answer in runner.run(board):
+                answers.setdefault(answer.target.label, []).append((what, answer))
+        problems, excused = [], []
+        for label, got in answers.items():
+            target = got[0][1].target
+            verdicts = {what: a.verdict() for what, a in got}
+            for selection in ("All", f"selected {SERVICE}"):
+                mine = {w: v for w, v in verdicts.items() if w.endswith(selection)}
+                if any(v is None for v in mine.values()):
+                    continue
+                zeros = ZEROS_EXPECTED.get((target.panel["title"], target.ref_id)) or \
+                    ZEROS_EXPECTED.get((target.panel["title"], "*"))
+                lacking = [f"{n}: {why}" for n, why in absent.items() if n in target.text]
+                if zeros and all(v == "only zeros" for v in mine.values()):
+                    excused.append(f"only zeros, as expected here ({zeros}): {label} [{selection}]")
+                elif lacking and all(v == "no data" for v in mine.values()):
+                    excused.append(f"no data, as expected here ({'; '.join(lacking)}): {label} [{selection}]")
+                else:
+                    request = next(a.request for w, a in got if w.endswith(selection))
+                    problems.append(f"{label} [{target.ds_type}, {selection}] {mine}\n    {request[:400]}")
+        return problems, excused, len(answers)
+
+    # Rates over a window and span metrics need a few scrapes after the scenario: poll, then list
+    # whatever is still not proved.
     deadline = time.monotonic() + 60
-    missing = empty()
+    missing, excused, count = unproved()
     while missing and time.monotonic() < deadline:
         time.sleep(5)
-        missing = empty()
-    assert not missing, f"{len(missing)} of {len(all_targets)} targets returned nothing:\n" + "\n".join(missing)
+        missing, excused, count = unproved()
+    print(f"\n{count} targets; {count - len({e.rsplit(' [', 1)[0] for e in excused})} with real data under both "
+          "selections, the others:\n" + "\n".join(excused))
+    assert count >= 30, f"suspiciously few targets: {count}"
+    assert not missing, f"{len(missing)} of {count} targets without real data:\n" + "\n".join(missing)
 
 
-def test_retried_requests_are_found_in_tempo(scenario: Scenario, grafana: Grafana, lgtm_missing: dict[str, str]
-                                            ) -> None:
-    skip_without(lgtm_missing, "tempo")
-    traces = wait_for(lambda: grafana.tempo_search("{ span.http.request.resend_count > 0 }",
-                                                   int(scenario.start), int(time.time()) + 1),
-                      60, what="retried traces in Tempo through Grafana")
-    trace = grafana.tempo_trace(traces[0]["traceID"])
-    resends = [
-        attr["value"].get("intValue") for batch in trace.get("batches", trace.get("resourceSpans", []))
-        for scope in batch.get("scopeSpans", batch.get("instrumentationLibrarySpans", []))
-        for span in scope.get("spans", []) for attr in span.get("attributes", [])
-        if attr["key"] == "http.request.resend_count"
-    ]
-    assert any(int(v) >= 1 for v in resends if v is not None), trace
-
-
-def test_hunt_and_health_records_are_in_loki(scenario: Scenario, grafana: Grafana, lgtm_missing: dict[str, str]
-                                            ) -> None:
-    skip_without(lgtm_missing, "loki")
-    assert scenario.hunt.get("error") is None and scenario.hunt.get("sites", 0) >= 1, scenario.hunt
-    assert scenario.hunt["top"] and "workload.py" in scenario.hunt["top"], scenario.hunt
-
-    def lines(expr: str) -> list[str]:
-        result = grafana.ds_query("loki", {"expr": expr, "queryType": "range", "maxLines": 100},
-                                  int(scenario.start * 1000) - 60000, int(time.time() * 1000))
-        out: list[str] = []
-        for frame in result.get("frames", []):
-            for column in frame.get("data", {}).get("values", []):
-                out += [v for v in column if isinstance(v, str)]
-        return out
-
-    hunt = wait_for(lambda: [line for line in lines(f'{{service_name="{SERVICE}"}}') if "#1 " in line], 60,
-                    what="the leak hunt report in Loki")
-    assert any("workload.py" in line for line in hunt), hunt
-    health = lines(f'{{service_name="{SERVICE}"}} |= "health "')
-    assert any("-> critical" in line for line in health), health
-    # The hunt's record carries its request's trace id: Loki -> Tempo links work.
-    by_trace = lines(f'{{service_name="{SERVICE}"}} | trace_id="{scenario.hunt["trace_id"]}"')
-    assert any("#1 " in line for line in by_trace), by_trace
-
-
-def test_latency_exemplars_link_to_traces_in_tempo(scenario: Scenario, grafana: Grafana,
-                                                  lgtm_missing: dict[str, str]) -> None:
-    skip_without(lgtm_missing, "tempo")
+def test_latency_exemplars_open_traces_in_jaeger(scenario: Scenario) -> None:
     """Span-metric latency buckets carry exemplars (collector -> OpenMetrics -> Prometheus exemplar
-    storage) whose trace_id opens a trace Tempo has."""
+    storage) whose trace_id opens a trace Jaeger has: what Grafana's exemplar link to Jaeger does."""
+    skip_without("jaeger")
     query = f'traces_span_metrics_duration_seconds_bucket{{service_name="{SERVICE}"}}'
     url = (f"{scenario.stack.prometheus_url}/api/v1/query_exemplars?"
            + urllib.parse.urlencode({"query": query, "start": scenario.start, "end": time.time()}))
@@ -413,12 +368,13 @@ def test_latency_exemplars_link_to_traces_in_tempo(scenario: Scenario, grafana: 
         return [e["labels"]["trace_id"] for series in data for e in series["exemplars"] if "trace_id" in e["labels"]]
 
     ids = wait_for(trace_ids, 30, what=f"exemplars with a trace_id on {query}")
-    found = [tid for tid in ids[-20:] if _trace_or_none(grafana, tid)]
-    assert found, f"none of the exemplars' traces is in Tempo: {ids[-20:]}"
+    found = [tid for tid in ids[-20:] if _jaeger_trace(scenario.stack, tid)]
+    assert found, f"none of the exemplars' traces is in Jaeger: {ids[-20:]}"
 
 
-def _trace_or_none(grafana: Grafana, trace_id: str) -> dict[str, Any] | None:
+def _jaeger_trace(stack: LocalStack, trace_id: str) -> bool:
     try:
-        return grafana.tempo_trace(trace_id)
-    except GrafanaError:
-        return None
+        with urllib.request.urlopen(f"{stack.jaeger_url}/api/traces/{trace_id}", timeout=10) as response:
+            return bool(json.load(response).get("data"))
+    except urllib.error.HTTPError:
+        return False

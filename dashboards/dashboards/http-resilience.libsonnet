@@ -85,6 +85,17 @@ local slo = import '../rules/slo.libsonnet';
         ),
       ],
       [
+        g.stat(
+          'Error budget left (%s)' % c.sloBudgetWindow,
+          'Share of the %s error budget (SLO %g success) each upstream has left: 100%% untouched, 0 spent, below 0 overspent (the SLO is missed over the window). It drops with every failed logical call and refills as old failures leave the window. From %s (%s increases summed over the window), per service (all instances).' % [c.sloBudgetWindow, c.sloTarget, slo.budgetRemaining(c), c.sloBudgetStep],
+          [g.prom('%s{job=~"$job", server_address=~"$upstream"}' % slo.budgetRemaining(c), '{{job}} {{server_address}}:{{server_port}}', instant=true)],
+          'percentunit',
+          w=24,
+          h=4,
+          steps=[[null, 'red'], [0, 'orange'], [0.25, 'green']],
+        ),
+      ],
+      [
         g.timeseries(
           'Retry amplification (attempts ÷ calls)',
           'Attempts sent per logical call, per upstream: 1.0 = no retries. Above %g (1 + retry budget ratio, red) retries add more load than the budget intends and HardeningRetryStorm fires: an upstream that is down gets hit harder exactly when it is weakest. Check Retries by reason and lower max attempts or the budget ratio.' % amplificationRed,
@@ -212,6 +223,44 @@ local slo = import '../rules/slo.libsonnet';
           w=24,
           h=6,
           steps=[[null, 'green'], [1, 'red']],
+        ),
+      ],
+      // The outbox (docs/outbox.md): writes deferred while an upstream was down, replayed when it is back.
+      // max by outbox: processes sharing a Redis store report the same figures.
+      [
+        g.timeseries(
+          'Outbox: writes waiting and dead letters',
+          'Writes deferred to the outbox (the caller got RequestDeferred) waiting for their upstream, and dead letters: writes it gave up replaying (too many failed replays, too old, or rejected with a 4xx), kept until someone retries or purges them (otel-hardening outbox list --dead). Waiting writes grow while a circuit is open and drain once it closes; dead letters fire HardeningOutboxDeadLetters.',
+          [
+            g.prom('max by (hardening_outbox_name) (hardening_outbox_depth{%s})' % s.app, 'waiting {{hardening_outbox_name}}'),
+            g.prom('max by (hardening_outbox_name) (hardening_outbox_dead_letters{%s})' % s.app, 'dead letters {{hardening_outbox_name}}'),
+          ],
+          'short',
+          w=8,
+          min=0,
+          overrides=[g.colorOverride('/^dead letters/', 'red')]
+        ),
+        g.timeseries(
+          'Outbox: oldest waiting write',
+          'How long ago the oldest waiting write was deferred. Past 15 minutes (HardeningOutboxBacklogOld) the upstream has not recovered, or nothing replays (every process started with Outbox(replay=False), the store unreachable from the replayer, or the head entry keeps failing: order is kept per upstream, so everything behind it waits).',
+          [g.prom('max by (hardening_outbox_name) (hardening_outbox_oldest_age_seconds{%s})' % s.app, '{{hardening_outbox_name}}')],
+          's',
+          w=8,
+          steps=[[null, 'green'], [300, 'orange'], [900, 'red']],
+          min=0
+        ),
+        g.timeseries(
+          'Outbox: deferred, replayed, dead-lettered',
+          'Per second: writes deferred, replays by outcome (delivered; failed: retried later with backoff; circuit_open: refused by the open circuit without I/O, not counted as a failed replay), writes moved to the dead letters, and deferrals refused (full store, store down: the caller got OutboxRefused).',
+          [
+            g.prom('sum by (hardening_outbox_name) (rate(hardening_outbox_deferred_total{%s}[$__rate_interval]))' % s.app, 'deferred {{hardening_outbox_name}}'),
+            g.prom('sum by (hardening_outbox_outcome) (rate(hardening_outbox_replayed_total{%s}[$__rate_interval]))' % s.app, 'replayed {{hardening_outbox_outcome}}'),
+            g.prom('sum by (hardening_outbox_reason) (rate(hardening_outbox_dead_lettered_total{%s}[$__rate_interval]))' % s.app, 'dead-lettered {{hardening_outbox_reason}}'),
+            g.prom('sum by (hardening_outbox_reason) (rate(hardening_outbox_refused_total{%s}[$__rate_interval]))' % s.app, 'refused {{hardening_outbox_reason}}'),
+          ],
+          'reqps',
+          w=8,
+          overrides=[g.colorOverride('/^replayed delivered$/', 'green'), g.colorOverride('/^dead-lettered/', 'red'), g.colorOverride('/^refused/', 'dark-red')]
         ),
       ],
     ], variables=s.variables + [s.traceServiceVariable]),

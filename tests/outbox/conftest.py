@@ -99,7 +99,10 @@ class Ledger:
     def _rule(self, request: ReceivedRequest) -> Reply:
         if self.down:
             return Reply(503)
-        key = {k.lower(): v for k, v in request.headers.items()}.get("idempotency-key")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        key = headers.get("idempotency-key")
+        if len(request.body) != int(headers.get("content-length") or 0):
+            return Reply(400, b"truncated body")  # its sender died mid-request: a server applies nothing
         with self._lock:
             if key is None:
                 self.missing_key += 1

@@ -1,6 +1,6 @@
 """Typed configuration, read from ``OTEL_PYTHON_HARDENING_*`` or built in code for ``install()``.
 
-Every default is explained in the README's configuration table; the short version sits beside each
+Every default is explained in docs/configuration.md; the short version sits beside each
 field here.
 """
 
@@ -17,7 +17,7 @@ from otel_hardening.resources.config import ResourceConfig
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 
 # Upper bounds of the durations (seconds): past them a value is a typo, not a setting, and would
-# later overflow a timer or a sleep inside a request. The README's configuration table lists them.
+# later overflow a timer or a sleep inside a request. docs/configuration.md lists them.
 MAX_BACKOFF_INITIAL = 60.0
 MAX_BACKOFF = 3600.0
 MAX_DEADLINE = 86400.0

@@ -95,7 +95,7 @@ _DURATIONS = (
     ("probe_timeout", MAX_PROBE_TIMEOUT, False),
     ("probe_slow", MAX_PROBE_TIMEOUT, False),
 )
-"""(field, upper bound, zero allowed) of every duration: the README's configuration table lists them."""
+"""(field, upper bound, zero allowed) of every duration: docs/configuration.md lists them."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Configuration of resource metrics, leak detection and the tracemalloc hunt.
 
-Each default is explained beside its field; the README's configuration table repeats the reasons.
+Each default is explained beside its field; docs/configuration.md repeats the reasons.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ _DURATIONS = (
     ("hunt_duration", MAX_INTERVAL, False),
     ("hunt_cooldown", MAX_WINDOW, True),
 )
-"""(field, upper bound, zero allowed) of every duration: the README's configuration table lists them."""
+"""(field, upper bound, zero allowed) of every duration: docs/configuration.md lists them."""
 
 
 @dataclass(frozen=True)

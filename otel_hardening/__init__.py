@@ -14,7 +14,8 @@ from opentelemetry import metrics, trace
 from otel_hardening._version import __version__
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
 from otel_hardening.http.errors import CircuitOpenError
-from otel_hardening.http.harden import harden, providers_of
+from otel_hardening.http.harden import harden
+from otel_hardening.http.harden import providers_of as _providers_of
 from otel_hardening.instrumentor import HardeningInstrumentor
 
 __all__ = [
@@ -58,7 +59,7 @@ def install(
         if wanted != current.config:
             raise ValueError("otel_hardening.install(): already installed with a different HardeningConfig; "
                              "call otel_hardening.uninstall() first, then install() the new one")
-        if providers_of(current.engine.telemetry) != (tracer_provider, meter_provider):
+        if _providers_of(current.engine.telemetry) != (tracer_provider, meter_provider):
             raise ValueError("otel_hardening.install(): already installed with other tracer/meter providers; "
                              "call otel_hardening.uninstall() first, then install() with the new ones")
         return

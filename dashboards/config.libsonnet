@@ -38,9 +38,11 @@
     // ---- HardeningServiceCritical / HardeningServiceDegraded ----------------------------------
     // The app's own health status (hardening_health_status) already applies hysteresis (worse at
     // once, better after OTEL_PYTHON_HARDENING_HEALTH_RECOVERY_HOLD=30 s), so `for` only has to
-    // absorb a single odd scrape, and keep_firing_for a single odd evaluation.
-    criticalFor: '20s',
-    criticalKeepFiringFor: '15s',
+    // absorb a single odd scrape (one 5 s scrape is seen by one 5 s evaluation, never two), and
+    // keep_firing_for a single odd evaluation. Anything longer is delay on an already debounced
+    // signal: the time-to-alert goal (p95 <= 30 s, docs/stack.md#time-to-alert) leaves no room for it.
+    criticalFor: '5s',
+    criticalKeepFiringFor: '5s',
     degradedFor: '30s',
     degradedKeepFiringFor: '1m',
 

@@ -22,6 +22,10 @@ from otel_hardening.outbox._model import Stats
 REPLAY_SPAN = "hardening.outbox.replay"
 DELIVERED, FAILED, CIRCUIT_OPEN = "delivered", "failed", "circuit_open"
 """``hardening.outbox.outcome`` of one replay."""
+REFUSAL_REASONS = ("full", "store_error", "not_replayable", "too_large")
+"""``hardening.outbox.reason`` of ``hardening.outbox.refused`` (docs/telemetry.md)."""
+DEAD_LETTER_REASONS = ("max_replays", "max_age", "rejected")
+"""``hardening.outbox.reason`` of ``hardening.outbox.dead_lettered``."""
 
 
 class OutboxTelemetry:
@@ -45,6 +49,15 @@ class OutboxTelemetry:
         self.dead_lettered = meter.create_counter(
             "hardening.outbox.dead_lettered", unit="{request}",
             description="Stored requests moved to the dead letters, by reason.")
+        # Every series that an outage moves starts at 0 with the outbox: a counter first exported at
+        # its burst's total (every dead letter of a recovery within one export interval) shows no
+        # increase to rate() or increase(), so the panel and any alert on it would miss the burst.
+        for counter, key, values in (
+                (self.refused, "hardening.outbox.reason", REFUSAL_REASONS),
+                (self.replayed, "hardening.outbox.outcome", (DELIVERED, FAILED, CIRCUIT_OPEN)),
+                (self.dead_lettered, "hardening.outbox.reason", DEAD_LETTER_REASONS)):
+            for value in values:
+                counter.add(0, self.with_attrs(**{key: value}))
         meter.create_observable_gauge(
             "hardening.outbox.depth", callbacks=[self._depth], unit="{request}",
             description="Requests waiting in the outbox to be replayed.")

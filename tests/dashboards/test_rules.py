@@ -3,6 +3,7 @@ a near miss, resolves), labelled and annotated for routing and runbooks; Alertma
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -171,16 +172,31 @@ def test_alert_labels_and_annotations() -> None:
         assert rule["for"], f"{name}: no `for`: one odd sample must not page"
 
 
+def _p95(fixed: float, *waits: float) -> float:
+    """The 95th percentile of ``fixed`` + independent waits, each uniform on [0, wait] (a step's phase
+    against the fault is random), by the normal approximation of their sum."""
+    mean = sum(w / 2 for w in waits)
+    sd = math.sqrt(sum(w * w / 12 for w in waits))
+    return fixed + mean + 1.645 * sd
+
+
 def test_critical_alerts_meet_the_time_to_alert_budget() -> None:
-    """With 5 s export, scrape and evaluation (docs/stack.md, "Time to alert"), for + group_wait + the pipeline must
-    stay under 60 s, and keep_firing_for + group_interval + the 30 s health recovery hold under 120 s."""
-    route = load_yaml(ROOT / "alertmanager" / "alertmanager.yml")["route"]
-    pipeline = 5 + 5 + 5 + 5 + 5  # health evaluation, export, scrape, rule evaluation, eval alignment
-    for rule in built_alerts():
-        if rule["alert"] == "HardeningServiceCritical":
-            assert pipeline + _duration(rule["for"]) + _duration(route["group_wait"]) <= 60
-            keep = _duration(rule.get("keep_firing_for", "0s"))
-            assert 30 + pipeline + keep + _duration(route["group_interval"]) <= 120
+    """The model behind docs/stack.md "Time to alert" (5 s health evaluation, export, scrape and rule
+    evaluation, plus the evaluation that starts `for`): alert p95 <= 30 s and at worst 40 s; resolved
+    p95 <= 90 s after recovery with the library defaults (the next circuit trial within the 30 s reset
+    timeout, then the 30 s recovery hold) and at worst 120 s. tests/e2e/test_dashboards_alerts.py
+    measures it on the real stack."""
+    critical = next(r for r in load_yaml(ROOT / "alertmanager" / "alertmanager.yml")["route"]["routes"]
+                    if 'severity="critical"' in r["matchers"])
+    group_wait, group_interval = _duration(critical["group_wait"]), _duration(critical["group_interval"])
+    steps = [5.0] * 5
+    (rule,) = [r for r in built_alerts() if r["alert"] == "HardeningServiceCritical"]
+    fire_for, keep = _duration(rule["for"]), _duration(rule.get("keep_firing_for", "0s"))
+    assert _p95(fire_for + group_wait, *steps) <= 30
+    assert sum(steps) + fire_for + group_wait <= 40
+    reset, hold = 30.0, 30.0
+    assert _p95(hold + keep, reset, *steps, group_interval) <= 90
+    assert reset + hold + sum(steps) + keep + group_interval <= 120
 
 
 def test_amtool_check_config(amtool: str) -> None:

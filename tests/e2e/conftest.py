@@ -176,6 +176,8 @@ class Upstream:
     def set_phase(self, phase: str) -> None:
         if phase == "healthy":
             self.server.always(Reply(200))
+            # tests/e2e/workload.py's writes there become dead letters when replayed after an outage
+            self.server.on("/orders-rejected", *[Reply(422)] * 10_000)
         elif phase == "alternate":  # 503, 200, 503, ...: every logical request is retried once
             self.server.cycle(Reply(503), Reply(200))
         elif phase == "down":

@@ -5,8 +5,9 @@ does, no Grafana server); latency exemplars open their traces in Jaeger; and a c
 an Alertmanager webhook receiver in time, then resolves. (Finding retried and failed requests in
 Jaeger, hunt reports and health changes in VictoriaLogs: tests/e2e/test_trace_log_search.py.)
 
-One stack and one scenario per module: retried requests, an outage that opens the circuit (health
-critical), recovery, and a leak hunt.
+One stack and one scenario per module: retried requests, five outages that open the circuit (health
+critical) each followed by recovery (time to alert and to resolve, measured five times), writes
+through two outboxes, and a leak hunt.
 Prometheus and Alertmanager run with the shipped intervals (prometheus/prometheus.yml,
 alertmanager/alertmanager.yml): the alert times measured here are the documented ones.
 """
@@ -14,6 +15,8 @@ alertmanager/alertmanager.yml): the alert times measured here are the documented
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import sys
 import threading
 import time
@@ -42,13 +45,15 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.dashboard_queries import Answer, Backends, Runner, built_dashboards
 
-pytestmark = pytest.mark.e2e
+# The scenario (five outages, each until the alert resolves) runs in the first test's set-up: ~8 min.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 SERVICE = "e2e-workload"
 ALERT = "HardeningServiceCritical"
-# The goals (issue 10, README "Alerts: how fast"): at the receiver within 60 s of the fault,
-# resolved within 120 s of recovery.
-ALERT_WITHIN, RESOLVE_WITHIN = 60.0, 120.0
+# The goals (docs/stack.md "Time to alert"): at the receiver within 30 s of the fault (p95 over the
+# scenario's outages: with 5 runs, the slowest), resolved within 90 s of recovery.
+ALERT_P95_WITHIN, RESOLVE_WITHIN = 30.0, 90.0
+OUTAGES = 5
 # The app's side of recovery, which the pipeline cannot shorten: the circuit's reset timeout, then the
 # health status's recovery hold (30 s default, kept) before critical steps down.
 APP_ENV = {
@@ -151,19 +156,39 @@ def _note_failures(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @dataclass
+class Outage:
+    """One full outage of the upstream, from the fault to the resolved notification (monotonic times)."""
+    fault_at: float
+    app_critical_at: float = 0.0
+    alert_at: float = 0.0
+    recovered_at: float = 0.0
+    app_left_critical_at: float = 0.0
+    resolved_at: float = 0.0
+
+    @property
+    def to_alert(self) -> float:
+        return self.alert_at - self.fault_at
+
+    @property
+    def to_resolve(self) -> float:
+        return self.resolved_at - self.recovered_at
+
+    def describe(self) -> str:
+        detect, recover = self.app_critical_at - self.fault_at, self.app_left_critical_at - self.recovered_at
+        return (f"time to alert {self.to_alert:.1f} s (app critical after {detect:.1f} s, pipeline "
+                f"{self.to_alert - detect:.1f} s); time to resolve {self.to_resolve:.1f} s (app left critical "
+                f"after {recover:.1f} s, pipeline {self.to_resolve - recover:.1f} s)")
+
+
+@dataclass
 class Scenario:
     stack: LocalStack
     upstream: Upstream
     app: ManagedProcess
     health_url: str
     start: float  # time.time() when the workload started
-    outage_wall: float = 0.0  # time.time() when the alert fired, during the outage
-    fault_at: float = 0.0  # monotonic
-    recovered_at: float = 0.0
-    app_critical_at: float = 0.0
-    app_left_critical_at: float = 0.0
-    alert_at: float = 0.0
-    resolved_at: float = 0.0
+    outage_wall: float = 0.0  # time.time() when the first outage's alert fired
+    outages: list[Outage] = field(default_factory=list)
     hunt: dict[str, Any] = field(default_factory=dict)
 
     def app_status(self) -> str:
@@ -194,10 +219,11 @@ def scenario(full_stack: LocalStack, webhook: Webhook, tmp_path_factory: pytest.
         port, health_port = free_port(), free_port()
         env = {**APP_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": full_stack.otlp_grpc_endpoint,
                "OTEL_PYTHON_HARDENING_HEALTH_ENDPOINT": f"127.0.0.1:{health_port}", "PYTHONPATH": str(ROOT)}
-        log = tmp_path_factory.mktemp("workload") / "workload.log"
+        work_dir = tmp_path_factory.mktemp("workload")
+        log = work_dir / "workload.log"
         app = ManagedProcess.start(
             "workload", [sys.executable, "-m", "tests.e2e.workload", "--port", str(port), "--upstream",
-                         upstream_url, "--rps", "10"],
+                         upstream_url, "--rps", "10", "--outbox", str(work_dir)],
             log, f"http://127.0.0.1:{port}/healthz", env=env, cwd=ROOT,
         )
         run = Scenario(full_stack, upstream, app, f"http://127.0.0.1:{health_port}/healthz", time.time())
@@ -229,49 +255,62 @@ def _run(run: Scenario, webhook: Webhook) -> None:
     run.upstream.set_phase("healthy")
     time.sleep(5)
 
-    # The outage: every attempt fails, the circuit opens, health turns critical.
-    run.upstream.set_phase("down")
-    run.fault_at = time.monotonic()
-    run.app_critical_at = _wait_app_status(run, {"fail"}, 30)
-    note = wait_for(lambda: webhook.first(ALERT, "firing", run.fault_at), ALERT_WITHIN + 60,
-                    interval=0.25, what=f"{ALERT} firing at the webhook receiver")
-    run.alert_at = note.at
-    run.outage_wall = time.time()
-
-    run.upstream.set_phase("healthy")
-    run.recovered_at = time.monotonic()
-    run.app_left_critical_at = _wait_app_status(run, {"pass", "warn"}, 120)
-    note = wait_for(lambda: webhook.first(ALERT, "resolved", run.recovered_at), RESOLVE_WITHIN + 90,
-                    interval=0.25, what=f"{ALERT} resolved at the webhook receiver")
-    run.resolved_at = note.at
+    # The outages: every attempt fails, the circuit opens, health turns critical; then recovery.
+    for _ in range(OUTAGES):
+        run.outages.append(_outage(run, webhook))
 
     # A leak hunt inside a traced request: its report is a log record in VictoriaLogs.
     with urllib.request.urlopen(f"{run.app.ready_url.rsplit('/', 1)[0]}/hunt?seconds=2", timeout=30) as r:
         run.hunt = json.load(r)
 
 
+def _outage(run: Scenario, webhook: Webhook) -> Outage:
+    run.upstream.set_phase("down")
+    outage = Outage(time.monotonic())
+    outage.app_critical_at = _wait_app_status(run, {"fail"}, 30)
+    note = wait_for(lambda: webhook.first(ALERT, "firing", outage.fault_at), 120,
+                    interval=0.25, what=f"{ALERT} firing at the webhook receiver")
+    outage.alert_at = note.at
+    run.outage_wall = run.outage_wall or time.time()
+
+    run.upstream.set_phase("healthy")
+    outage.recovered_at = time.monotonic()
+    outage.app_left_critical_at = _wait_app_status(run, {"pass", "warn"}, 120)
+    note = wait_for(lambda: webhook.first(ALERT, "resolved", outage.recovered_at), 180,
+                    interval=0.25, what=f"{ALERT} resolved at the webhook receiver")
+    outage.resolved_at = note.at
+    return outage
+
+
 # -- the alert ------------------------------------------------------------------------------------
 
 def test_critical_alert_reaches_the_receiver_and_resolves(scenario: Scenario, webhook: Webhook) -> None:
-    to_alert = scenario.alert_at - scenario.fault_at
-    to_resolve = scenario.resolved_at - scenario.recovered_at
-    app_detect = scenario.app_critical_at - scenario.fault_at
-    app_recover = scenario.app_left_critical_at - scenario.recovered_at
-    print(f"\n{ALERT}: time to alert {to_alert:.1f} s (app critical after {app_detect:.1f} s, pipeline "
-          f"{to_alert - app_detect:.1f} s); time to resolve {to_resolve:.1f} s (app left critical after "
-          f"{app_recover:.1f} s, pipeline {to_resolve - app_recover:.1f} s)")
-    firing = webhook.first(ALERT, "firing", scenario.fault_at)
-    assert firing is not None
-    alert = firing.alerts(ALERT)[0]
-    assert alert["labels"].get("severity") == "critical", alert
-    assert alert["labels"].get("service") == SERVICE, alert
-    assert alert["annotations"].get("runbook_url") and alert["annotations"].get("dashboard_url"), alert
-    assert to_alert <= ALERT_WITHIN, f"{ALERT} reached the receiver {to_alert:.1f} s after the fault"
-    assert to_resolve <= RESOLVE_WITHIN, f"{ALERT} resolved {to_resolve:.1f} s after recovery"
-    # No flapping: between firing and resolved, no resolved-then-firing-again for this alert.
-    states = [a["status"] for n in webhook.received if scenario.fault_at <= n.at <= scenario.resolved_at
-              for a in n.alerts(ALERT)]
-    assert states.count("resolved") == 1 and states[-1] == "resolved", states
+    print(f"\n{ALERT}, {len(scenario.outages)} outages:")
+    for n, outage in enumerate(scenario.outages, 1):
+        print(f"  {n}: {outage.describe()}")
+    to_alert = sorted(o.to_alert for o in scenario.outages)
+    to_resolve = sorted(o.to_resolve for o in scenario.outages)
+    print(f"  time to alert median {statistics.median(to_alert):.1f} s, p95 (nearest rank) {_p95(to_alert):.1f} s; "
+          f"time to resolve median {statistics.median(to_resolve):.1f} s, max {to_resolve[-1]:.1f} s")
+    for outage in scenario.outages:
+        firing = webhook.first(ALERT, "firing", outage.fault_at)
+        assert firing is not None
+        alert = firing.alerts(ALERT)[0]
+        assert alert["labels"].get("severity") == "critical", alert
+        assert alert["labels"].get("service") == SERVICE, alert
+        assert alert["annotations"].get("runbook_url") and alert["annotations"].get("dashboard_url"), alert
+        # No flapping: between firing and resolved, no resolved-then-firing-again for this alert.
+        states = [a["status"] for n in webhook.received if outage.fault_at <= n.at <= outage.resolved_at
+                  for a in n.alerts(ALERT)]
+        assert states.count("resolved") == 1 and states[-1] == "resolved", states
+    assert _p95(to_alert) <= ALERT_P95_WITHIN, f"{ALERT} reached the receiver {to_alert} s after the faults"
+    assert to_resolve[-1] <= RESOLVE_WITHIN, f"{ALERT} resolved {to_resolve} s after recovery"
+
+
+def _p95(values: list[float]) -> float:
+    """The nearest-rank 95th percentile: with 5 values, the largest."""
+    ordered = sorted(values)
+    return ordered[math.ceil(0.95 * len(ordered)) - 1]
 
 
 # -- the dashboards -------------------------------------------------------------------------------

@@ -3,7 +3,12 @@ from an event loop) to the test's flaky upstream in a steady loop, and all three
 metrics, logs) over OTLP, as an application configures them. The logs carry what the dashboards show
 from VictoriaLogs: health-change records and leak hunt reports.
 
-    python -m tests.e2e.workload --port 8080 --upstream http://127.0.0.1:8081 --rps 10
+    python -m tests.e2e.workload --port 8080 --upstream http://127.0.0.1:8081 --rps 10 [--outbox DIR]
+
+With ``--outbox DIR`` it also writes through two outboxes stored in DIR (docs/outbox.md), a POST a
+second each: ``orders`` to /orders (deferred during an outage, replayed after it) and to
+/orders-rejected (deferred, then answered 422 on replay: a dead letter, when the upstream rejects
+that path), and ``audit`` (room for 2 entries) to /audit (refused once full).
 
     GET /hunt?seconds=2  allocate and keep memory from one line while otel_hardening.resources.hunt()
                          watches, inside a traced request; answers the report's top site as JSON
@@ -21,6 +26,7 @@ import contextlib
 import json
 import signal
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
@@ -41,6 +47,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_hardening
 from otel_hardening import resources
+from otel_hardening.outbox import Outbox, OutboxPolicy
 
 _LEAK: list[bytearray] = []
 
@@ -82,6 +89,26 @@ def async_traffic(upstream: str, rps: float, tracer: trace.Tracer, stop: threadi
     asyncio.run(run())
 
 
+def writes(upstream: str, directory: str, providers: Providers, stop: threading.Event) -> None:
+    """Writes through two outboxes, one a second per path (see the module's docstring)."""
+    def outbox(name: str, policy: OutboxPolicy) -> Outbox:
+        return Outbox(f"{directory}/{name}.sqlite3", name=name, policy=policy, before_replay=lambda r: r,
+                      tracer_provider=providers.tracer, meter_provider=providers.meter)
+
+    quick = OutboxPolicy(backoff_initial=0.5, backoff_max=2.0, poll=1.0)
+    orders = otel_hardening.harden(httpx.Client(timeout=2.0), outbox=outbox("orders", quick))
+    audit = otel_hardening.harden(httpx.Client(timeout=2.0),
+                                  outbox=outbox("audit", OutboxPolicy(max_entries=2, poll=1.0)))
+    tracer = providers.tracer.get_tracer("tests.e2e.workload")
+    with orders, audit:
+        while not stop.wait(1.0):
+            for client, path in ((orders, "/orders"), (orders, "/orders-rejected"), (audit, "/audit")):
+                # RequestDeferred and OutboxRefused are httpx errors: the outbox counts them itself.
+                with tracer.start_as_current_span(f"POST {path}", kind=trace.SpanKind.SERVER), \
+                        contextlib.suppress(httpx.HTTPError):
+                    client.post(f"{upstream}{path}", json={"at": time.time()})
+
+
 def hunt(seconds: float, tracer: trace.Tracer) -> dict[str, Any]:
     """A leak for the hunt to name: a thread keeps 64 KiB a tick from one line while it watches."""
     done = threading.Event()
@@ -109,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--rps", type=float, default=10.0)
+    parser.add_argument("--outbox", metavar="DIR", help="also write through outboxes stored in DIR")
     args = parser.parse_args(argv)
 
     providers = Providers()
@@ -120,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     upstream = args.upstream.rstrip("/")
     threading.Thread(target=traffic, args=(client, upstream, args.rps, tracer, stop), daemon=True).start()
     threading.Thread(target=async_traffic, args=(upstream, args.rps / 2, tracer, stop), daemon=True).start()
+    if args.outbox:
+        threading.Thread(target=writes, args=(upstream, args.outbox, providers, stop), daemon=True).start()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -124,3 +124,14 @@ def ledger() -> Iterator[Ledger]:
     upstream = Ledger()
     yield upstream
     upstream.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_outbox_outlives_its_test() -> Iterator[None]:
+    """Health names the component ``outbox`` while a process has one outbox and ``outbox:<name>`` with
+    several: an outbox a test left open would rename the next test's components."""
+    yield
+    from otel_hardening.outbox import _health
+
+    for outbox in list(_health._live):
+        outbox.close()

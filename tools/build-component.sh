@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build one of the stack's Go components once, into a cache outside the repo, and print its binary.
 #
-#   BIN="$(tools/build-component.sh jaeger)"   # jaeger | victorialogs | docker-compose | dashboard-linter | jsonnet
+#   BIN="$(tools/build-component.sh jaeger)"   # jaeger | victorialogs | docker-compose | jsonnet
 #
 # Each component is pinned (otel_hardening/stack/components.tsv) to a module version the Go module
 # proxy reachable here serves; `go install pkg@version` does not work for most of them (the proxy
@@ -65,14 +65,6 @@ build_docker_compose() {
   go mod init wrap >/dev/null 2>&1
   retry go get "$module/cmd@$version" >&2
   retry go build -ldflags "-s -w" -o "$work/bin/docker-compose" "$module/cmd" >&2
-}
-
-build_dashboard_linter() {
-  mkdir -p "$work/wrap" && cd "$work/wrap"
-  go mod init wrap >/dev/null 2>&1
-  # The checksum database has no entry for this pseudo-version (go get: 404 from sum.golang.org).
-  retry env GONOSUMDB=github.com/grafana/dashboard-linter go get "$module@$version" >&2
-  retry go build -ldflags "-s -w" -o "$work/bin/dashboard-linter" "$module" >&2
 }
 
 build_jsonnet() {

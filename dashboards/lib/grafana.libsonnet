@@ -156,7 +156,7 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
     skipUrlSync: false,
   },
 
-  // A multi-select Prometheus label variable with All = '.+' (dashboard-linter's convention).
+  // A multi-select Prometheus label variable with All = '.+' (the lint's template-job-rule convention).
   labelVariable(name, label, description, metricSelector, labelName):: {
     type: 'query',
     name: name,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from otel_hardening._logging import log_once
 from otel_hardening.health._model import HealthReport, Status
@@ -71,10 +72,11 @@ class HealthMetrics:
 
 
 def emit_change(logger_provider: object | None, previous: Status | None, report: HealthReport,
-                recheck: bool = False) -> None:
+                recheck: bool = False, cause: SpanContext | None = None) -> None:
     """An OTel log record (event ``hardening.health.change``) naming the new state and its reasons,
     and the same as a span event when the change is detected inside a recording span. With
-    ``recheck`` the record re-sends the unchanged state (event ``hardening.health.recheck``)."""
+    ``recheck`` the record re-sends the unchanged state (event ``hardening.health.recheck``). With
+    ``cause`` (the request that moved a circuit) the record carries that request's trace and span id."""
     try:
         from opentelemetry import _logs
 
@@ -98,6 +100,7 @@ def emit_change(logger_provider: object | None, previous: Status | None, report:
             body=body,
             attributes={STATE: report.status.value, PREVIOUS: was, REASONS: reasons, READY: report.ready},
             event_name=RECHECK_EVENT_NAME if recheck else EVENT_NAME,
+            context=trace.set_span_in_context(NonRecordingSpan(cause)) if cause is not None else None,
         )
     except Exception:
         log_once("health:log-record", logging.WARNING,

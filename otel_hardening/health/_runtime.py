@@ -10,7 +10,9 @@ from typing import Any
 
 from otel_hardening._logging import log_once
 from otel_hardening.health import _extra
+from otel_hardening.health._cause import CircuitCauses
 from otel_hardening.health._export import ExportHealth
+from otel_hardening.health._metrics import emit_change
 from otel_hardening.health._model import ComponentStatus, Damper, HealthReport, Status, readiness
 from otel_hardening.health._sources import Clock, Hardening, Resources, UpstreamLike, Upstreams
 from otel_hardening.health.config import HealthConfig
@@ -38,7 +40,6 @@ class Monitor:
         logger_provider: object | None = None,
         on_change: Callable[[Status | None, HealthReport], None] | None = None,
     ) -> None:
-        from otel_hardening.health._metrics import emit_change
         from otel_hardening.health._probes import Prober
 
         self.config = config
@@ -59,7 +60,8 @@ class Monitor:
         self.last_tick: float | None = None
         self._emits_records = on_change is None
         self._logger_provider = logger_provider
-        self._on_change = on_change or (lambda prev, rep: emit_change(logger_provider, prev, rep))
+        self.causes = CircuitCauses()
+        self._on_change = on_change
 
     def _collect(self, now: float) -> list[ComponentStatus]:
         out: list[ComponentStatus] = []
@@ -96,7 +98,11 @@ class Monitor:
             self.last_tick = now
         if previous is None or status is not previous.status or ready is not previous.ready:
             try:
-                self._on_change(previous.status if previous is not None else None, report)
+                was = previous.status if previous is not None else None
+                if self._on_change is None:
+                    emit_change(self._logger_provider, was, report, cause=self.causes.of(previous, report))
+                else:
+                    self._on_change(was, report)
                 if self._emits_records:
                     self.export.own_record(self._clock())
             except Exception:
@@ -109,8 +115,6 @@ class Monitor:
         whether logs flow again (health's records may be the only ones this process sends)."""
         now = self._clock()
         if self._emits_records and self.export.wants_recheck(now):
-            from otel_hardening.health._metrics import emit_change
-
             emit_change(self._logger_provider, report.status, report, recheck=True)
             self.export.own_record(now)
 
@@ -142,6 +146,7 @@ class Monitor:
         try:
             from otel_hardening.http import registry
 
+            self._unsubscribe.append(registry.add_transition_listener(self.causes.record))
             self._unsubscribe.append(registry.add_transition_listener(self.wake))
         except (ImportError, AttributeError):
             pass

@@ -49,11 +49,6 @@ def amtool() -> str:
     return apt_tool("amtool", "prometheus-alertmanager")
 
 
-@pytest.fixture(scope="session")
-def dashboard_linter() -> Path:
-    return component("dashboard-linter")
-
-
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 

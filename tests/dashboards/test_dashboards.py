@@ -1,16 +1,14 @@
 """The built Grafana dashboards: stable uids, a description on every panel, every query on a
-provisioned data source, and dashboard-linter --strict clean (exceptions in dashboards/dashboard-lint.yaml)."""
+provisioned data source. The lint rules: tests/dashboards/test_lint.py."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.dashboards.conftest import BUILD, MIXIN, ROOT, built_dashboards
+from tests.dashboards.conftest import ROOT, built_dashboards
 
 # Alerts, docs links and bookmarks point at these: never change them.
 UIDS = {
@@ -69,26 +67,3 @@ def test_data_sources_are_the_provisioned_ones(name: str) -> None:
             ref = target["datasource"]["uid"]
             assert ref.startswith("${") and ref[2:-1] in variables, f"{panel['title']}: {ref}"
             assert variables[ref[2:-1]]["query"] == target["datasource"]["type"]
-
-
-def test_lint_exceptions_name_real_panels() -> None:
-    config = yaml.safe_load((MIXIN / "dashboard-lint.yaml").read_text())
-    titles = {(board["title"], p["title"]) for board in built_dashboards().values() for p in panels(board)}
-    boards = {board["title"] for board in built_dashboards().values()}
-    for rule, entries in config["exclusions"].items():
-        assert entries["reason"], rule
-        for entry in entries["entries"]:
-            if "panel" in entry:
-                assert (entry["dashboard"], entry["panel"]) in titles, f"{rule}: {entry} matches no panel"
-            else:  # a dashboard-wide rule
-                assert entry["dashboard"] in boards, f"{rule}: {entry} matches no dashboard"
-
-
-@pytest.mark.parametrize("name", DASHBOARDS)
-def test_dashboard_linter_strict(dashboard_linter: Path, name: str) -> None:
-    result = subprocess.run(
-        [str(dashboard_linter), "lint", "--strict", "--config", str(MIXIN / "dashboard-lint.yaml"),
-         str(BUILD / "dashboards" / name)],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr

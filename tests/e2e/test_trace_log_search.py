@@ -244,8 +244,8 @@ def test_hunt_report_found_by_service_and_trace_id(scenario: Scenario) -> None:
 
 
 def test_health_changes_found_by_service(scenario: Scenario) -> None:
-    """Health records come from the health sampler thread (no span, hence no trace id: docs/telemetry.md);
-    they are found by service and by their state fields."""
+    """Found by service and by their state fields. (A record carries a trace id only when a traced
+    request's circuit transition caused the change: docs/telemetry.md; tests/health/test_change_cause.py.)"""
     skip_without("victorialogs")
     critical = wait_for(lambda: logsql(scenario.stack, f'service.name:="{SERVICE}" '
                                                        'hardening.health.state:=critical'),

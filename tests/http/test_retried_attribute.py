@@ -1,13 +1,17 @@
 """`hardening.retried` on the hardening.request span: the exact tag a trace search (Jaeger) finds
-retried requests by, true exactly when the logical request made more than one attempt."""
+retried requests by, true exactly when a second attempt was sent."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import httpx
 import pytest
 
+import otel_hardening
 from otel_hardening import CircuitOpenError, CircuitPolicy, RetryPolicy
 from otel_hardening.testing import FlakyUpstream, Reply
 from tests.conftest import Otel
@@ -60,3 +64,25 @@ def test_not_retried_when_the_circuit_rejects(mode: str, server: FlakyUpstream, 
     assert spans["rejected_circuit_open"]["hardening.retried"] is False
     assert all(attrs["hardening.retried"] is False for attrs in spans.values()), spans
     assert server.hits == 1
+
+
+def test_failure_after_retry_without_a_resend_is_not_retried(server: FlakyUpstream, otel: Otel) -> None:
+    """A retry is scheduled, another request opens the circuit during the wait, and the circuit refuses
+    the retry: failure_after_retry with one attempt and retried=false (nothing was resent)."""
+    client = otel_hardening.harden(httpx.Client(timeout=5), retry=RetryPolicy(max_attempts=3, deadline=10),
+                                   circuit=CircuitPolicy(fail_max=2, reset_timeout=30),
+                                   tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    server.default = Reply(503, retry_after=2)
+    with client:
+        waiting = threading.Thread(target=client.get, args=(server.url,))
+        waiting.start()
+        deadline = time.monotonic() + 5
+        while server.hits < 1:  # the first request got its 503 and waits 2 s to retry
+            assert time.monotonic() < deadline, "the first request never reached the upstream"
+            time.sleep(0.01)
+        assert client.get(server.url).status_code == 503  # the second failure opens the circuit
+        waiting.join(10)
+    spans = sorted((_attrs(s) for s in otel.finished("hardening.request")), key=lambda a: a["hardening.outcome"])
+    assert [(a["hardening.outcome"], a["hardening.attempts"], a["hardening.retried"]) for a in spans] == [
+        ("failure", 1, False), ("failure_after_retry", 1, False)]
+    assert server.hits == 2

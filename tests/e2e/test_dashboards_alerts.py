@@ -307,6 +307,23 @@ def test_critical_alert_reaches_the_receiver_and_resolves(scenario: Scenario, we
     assert to_resolve[-1] <= RESOLVE_WITHIN, f"{ALERT} resolved {to_resolve} s after recovery"
 
 
+def test_circuit_open_alert_names_the_upstream_while_the_service_is_critical(scenario: Scenario,
+                                                                            webhook: Webhook) -> None:
+    """The page (HardeningServiceCritical) does not mute the warning that names the failing upstream:
+    Alertmanager's inhibition is scoped to the same alert family (alertmanager/alertmanager.yml)."""
+    name = "HardeningCircuitOpen"
+    note = webhook.first(name, "firing", scenario.outages[0].fault_at)
+    received = sorted({a["labels"]["alertname"] for n in webhook.received for a in n.body.get("alerts", [])})
+    assert note is not None, f"{name} never reached the receiver; received: {received}"
+    alert = note.alerts(name)[0]
+    assert alert["labels"].get("severity") == "warning", alert
+    assert alert["labels"].get("service") == SERVICE, alert
+    assert alert["labels"].get("hardening_circuit_name") == scenario.upstream.server.url, alert
+    critical = [o for o in scenario.outages if o.alert_at <= note.at <= o.resolved_at]
+    print(f"\n{name} at the receiver {note.at - scenario.outages[0].fault_at:.1f} s after the first fault"
+          f"{', while ' + ALERT + ' was firing' if critical else ''}")
+
+
 def _p95(values: list[float]) -> float:
     """The nearest-rank 95th percentile: with 5 values, the largest."""
     ordered = sorted(values)

@@ -62,7 +62,8 @@ local slo = import '../rules/slo.libsonnet';
         g.timeseries(
           'Success ratio (logical calls)',
           'Share of logical calls ending in %s per upstream: what the app experiences after retries. Below the SLO target (%g, red line) the error budget burns and the HardeningUpstreamErrorBudgetBurn alerts may fire: see which outcomes grow in the panel on the left.' % [std.join(' or ', c.successOutcomes), c.sloTarget],
-          [g.prom('sum by (server_address) (rate(%s)) / sum by (server_address) (rate(%s))' % [calls(', hardening_outcome=~"%s"' % success), calls()], '{{server_address}}')],
+          // An upstream without a single success has no success series: 0, not a gap, is its ratio.
+          [g.prom('(sum by (server_address) (rate(%s)) or 0 * sum by (server_address) (rate(%s))) / sum by (server_address) (rate(%s))' % [calls(', hardening_outcome=~"%s"' % success), calls(), calls()], '{{server_address}}')],
           'percentunit',
           w=8,
           steps=[[null, 'red'], [c.sloTarget, 'green']],
@@ -189,7 +190,13 @@ local slo = import '../rules/slo.libsonnet';
           ],
           's',
           w=12,
-          h=9
+          h=9,
+          // Attempts are a count, not seconds: their own unit on a right-hand axis.
+          overrides=[g.refOverride('B', [
+            { id: 'unit', value: 'short' },
+            { id: 'custom.axisPlacement', value: 'right' },
+            { id: 'custom.axisLabel', value: 'attempts' },
+          ])]
         ),
       ],
       [

@@ -55,7 +55,8 @@ local g = import '../lib/grafana.libsonnet';
           'Open fds, sockets and hardened clients',
           'Open file descriptors, sockets among them, and hardened httpx clients alive per process. Sockets growing with clients: clients created per request and never closed (use one long-lived client). Fds growing without sockets: files.',
           [
-            g.prom(byProc('process_unix_file_descriptor_count'), 'fds {{instance}}'),
+            // otel-hardening skips its own count while the system-metrics instrumentation emits one.
+            g.prom('%s or %s' % [byProc('process_unix_file_descriptor_count'), byProc('process_open_file_descriptor_count')], 'fds {{instance}}'),
             g.prom(byProc('hardening_process_socket_count'), 'sockets {{instance}}'),
             g.prom(byProc('hardening_httpx_client_open'), 'httpx clients {{instance}}'),
           ],

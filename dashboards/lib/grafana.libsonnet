@@ -134,6 +134,8 @@ local panel(type, title, description, dsType, targets, unit, w, h) = {
 
   // Overrides that give one field (by name) a unit, or links.
   fieldOverride(name, properties):: { matcher: { id: 'byName', options: name }, properties: properties },
+  // Overrides for every series of one query (by its refId: A, B, ...).
+  refOverride(refId, properties):: { matcher: { id: 'byFrameRefID', options: refId }, properties: properties },
   // A fixed colour for every series whose name matches the regex.
   colorOverride(regex, color):: {
     matcher: { id: 'byRegexp', options: regex },

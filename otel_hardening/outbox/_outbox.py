@@ -129,7 +129,7 @@ class Outbox:
         self.replayer.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the replayer thread (the store keeps everything)."""
+        """Stop replaying from this process (the store keeps everything)."""
         self.replayer.stop(timeout)
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from bench import _proc, _upstream, collector_outage, overhead, report
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("timing", "instructions", "layer", "profile", "faults", "collector", "resources", "scale")
+SECTIONS = ("timing", "instructions", "layer", "profile", "faults", "collector", "resources", "scale", "outbox")
 PACKAGES = ("httpx", "httpcore", "opentelemetry-sdk", "opentelemetry-instrumentation-httpx", "pybreaker",
             "stamina")
 
@@ -82,6 +82,7 @@ def run(quick: bool, only: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
             "collector": lambda: collector_outage.run(upstream.url, quick, log),
             "resources": lambda: _proc.run_json("bench.resources_overhead", {"quick": quick}),
             "scale": lambda: _scale(quick),
+            "outbox": lambda: _proc.run_json("bench.outbox", {"quick": quick}),
         }
         def one(name: str) -> None:
             log(f"{name} ...")

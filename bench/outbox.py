@@ -1,6 +1,7 @@
 """The outbox's cost: a deferral, a replay, and nothing for requests it does not defer.
 
-``python -m bench.outbox [--quick] [--instructions-only]`` prints a JSON report (and a table on stderr):
+``python -m bench.outbox [--quick] [--instructions-only]`` prints a JSON report; ``python -m bench`` runs it
+as its ``outbox`` section (bench/report.py renders it):
 
 - **non-deferrable requests pay nothing**: instructions per request (callgrind, the same method as
   bench/overhead.py) of a hardened client without an outbox (``plain``), of a client without one in a
@@ -144,15 +145,25 @@ def deferral_and_replay(quick: bool) -> dict[str, Any]:
     return result
 
 
+def measure(quick: bool, instructions_too: bool = True, deferrals_too: bool = True) -> dict[str, Any]:
+    report: dict[str, Any] = {"mode": "quick" if quick else "full",
+                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if deferrals_too:
+        report["deferral_and_replay"] = deferral_and_replay(quick)
+    if instructions_too:
+        report["instructions"] = instructions(quick)
+    return report
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1].startswith("{"):
-        worker(json.loads(sys.argv[1]))
+        spec = json.loads(sys.argv[1])
+        if "variant" in spec:  # one callgrind worker
+            worker(spec)
+        else:  # a section of ``python -m bench``: the report as its last JSON line
+            print(json.dumps(measure(bool(spec.get("quick")))), flush=True)
         return
-    quick = "--quick" in sys.argv
-    report: dict[str, Any] = {}
-    if "--instructions-only" not in sys.argv:
-        report["deferral_and_replay"] = deferral_and_replay(quick)
-    report["instructions"] = instructions(quick)
+    report = measure("--quick" in sys.argv, deferrals_too="--instructions-only" not in sys.argv)
     print(json.dumps(report, indent=2))
 
 

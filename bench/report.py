@@ -75,6 +75,12 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         v = res["total_core_pct"]
         add("collection + sampler tick + health at the defaults, share of a core", v, "≤ 0.2 %", v <= 0.2,
             f"{v:.3f} %")
+    counted = results.get("outbox", {}).get("instructions", {})
+    for key, what in (("beside_ratio", "a client without an outbox, in a process with one"),
+                      ("get_via_outbox_ratio", "a GET through a client given an outbox")):
+        v = counted.get(key)
+        if v is not None:
+            add(f"outbox: instructions of {what} / without any outbox", v, "≤ 1.01", v <= 1.01, f"{v:.3f}")
     return out
 
 
@@ -165,6 +171,7 @@ def markdown(results: dict[str, Any], readme: bool = False) -> str:
     lines += list(_faults(results))
     lines += list(_collector(results))
     lines += list(_resources(results))
+    lines += list(_outbox(results))
     scale = results.get("scale")
     if scale:
         lines += ["**Scale** (`bench/scale.py`)", "", "| figure | value |", "|---|---:|"]
@@ -234,6 +241,37 @@ def _resources(results: dict[str, Any]) -> Iterator[str]:
     yield (f"While a tracemalloc hunt runs ({r['hunt_frames']} frames), CPU of a hardened request loop is "
            f"x{r['hunt_slowdown_requests']:.1f} and of an allocation-heavy loop x{r['hunt_slowdown_allocating']:.1f}"
            " (reported, no goal: hunts are bounded to 30 s, one an hour).")
+    yield ""
+
+
+def _outbox(results: dict[str, Any]) -> Iterator[str]:
+    o = results.get("outbox")
+    if not o:
+        return
+    d, i = o.get("deferral_and_replay", {}), o.get("instructions", {})
+    run = f", its own run of {o['date']} ({o['mode']} mode)" if "date" in o else ""
+    yield f"**Outbox** (`python -m bench.outbox`{run}; wall times are medians, per request)"
+    yield ""
+    yield "| figure | value |"
+    yield "|---|---:|"
+    if "plain" in i:
+        yield (f"| instructions per hardened GET, no outbox (callgrind, {i['requests']:,} requests) | "
+               f"{i['plain']:,.0f} |")
+        yield (f"| ... a client without an outbox, in a process with one | {i['plain_beside_outbox']:,.0f} "
+               f"({i['beside_ratio']:.3f}x) |")
+        yield (f"| ... GETs through a client given an outbox (never deferred) | {i['get_via_outbox']:,.0f} "
+               f"({i['get_via_outbox_ratio']:.3f}x) |")
+    elif "skipped" in i:
+        yield f"| instructions | skipped: {i['skipped']} |"
+    if d:
+        yield (f"| a POST to an open circuit, no outbox (`CircuitOpenError`) | "
+               f"{d['circuit_open_without_outbox_us'] / 1e3:.2f} ms |")
+        for store in ("sqlite", "redis"):
+            if f"deferral_{store}_us" in d:
+                yield (f"| the same POST deferred, {store} (fsynced) | {d[f'deferral_{store}_us'] / 1e3:.2f} ms "
+                       f"(p99 {d[f'deferral_{store}_p99_us'] / 1e3:.1f} ms) |")
+                yield (f"| one replay, draining {d['entries']:,} entries, {store} | "
+                       f"{d[f'replay_{store}_us'] / 1e3:.2f} ms |")
     yield ""
 
 

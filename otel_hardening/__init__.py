@@ -7,7 +7,7 @@ Three ways to turn it on: ``opentelemetry-instrument`` (zero code), :func:`insta
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
@@ -17,6 +17,9 @@ from otel_hardening.http.errors import CircuitOpenError
 from otel_hardening.http.harden import harden
 from otel_hardening.http.harden import providers_of as _providers_of
 from otel_hardening.instrumentor import HardeningInstrumentor
+
+if TYPE_CHECKING:
+    from otel_hardening.outbox import Outbox
 
 __all__ = [
     "BudgetPolicy",
@@ -38,6 +41,7 @@ def install(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
     logger_provider: Any = None,
+    outbox: Outbox | None = None,
 ) -> None:
     """Harden every httpx client created from now on, and turn on resource tracking and health.
 
@@ -49,10 +53,20 @@ def install(
     it in place would leave clients mid-request on the old policies, health and resource tracking
     restarted under the application's feet, and half the telemetry on the old providers.)
     ``config=None`` means ``HardeningConfig.from_env()``, which is what zero code installed.
+
+    ``outbox``: every client hardened from now on defers its writes that still fail for a retryable
+    reason to it (docs/outbox.md); default: an outbox on ``config.outbox``
+    (``OTEL_PYTHON_HARDENING_OUTBOX``) if set, else none.
     """
     if config is not None and not isinstance(config, HardeningConfig):
         raise TypeError(f"install() takes a HardeningConfig or None, got {type(config).__name__}; "
                         "e.g. install(HardeningConfig(retry=RetryPolicy(max_attempts=5)))")
+    if outbox is not None:
+        from otel_hardening.outbox import Outbox
+
+        if not isinstance(outbox, Outbox):
+            raise TypeError(f"install(outbox=...) takes an otel_hardening.outbox.Outbox or None, got "
+                            f"{type(outbox).__name__}; e.g. outbox=Outbox('/var/lib/app/outbox.sqlite3', ...)")
     current = HardeningInstrumentor._installation
     if current is not None:
         wanted = config if config is not None else HardeningConfig.from_env()
@@ -62,10 +76,13 @@ def install(
         if _providers_of(current.engine.telemetry) != (tracer_provider, meter_provider):
             raise ValueError("otel_hardening.install(): already installed with other tracer/meter providers; "
                              "call otel_hardening.uninstall() first, then install() with the new ones")
+        if outbox is not None and outbox is not current.outbox:
+            raise ValueError("otel_hardening.install(): already installed with another outbox; "
+                             "call otel_hardening.uninstall() first, then install() with the new one")
         return
     HardeningInstrumentor().instrument(
         config=config, tracer_provider=tracer_provider, meter_provider=meter_provider,
-        logger_provider=logger_provider, instrument_httpx=True,
+        logger_provider=logger_provider, instrument_httpx=True, outbox=outbox,
     )
 
 

@@ -160,6 +160,22 @@ def _flag(name: str, value: object) -> None:
         raise TypeError(f"{name}={value!r}: accepted True or False")
 
 
+OUTBOX_ACCEPTED = ("off, on (the app's default file), a file path, sqlite:///path, or redis://host:port/db "
+                   "(rediss://, unix://)")
+
+
+def outbox_store(raw: str) -> str | None:
+    """``OTEL_PYTHON_HARDENING_OUTBOX``: None (off), "" (the app's default file) or the store's URL or path."""
+    low = raw.strip().lower()
+    if low in ("off", "false", "no", "0", "none"):
+        return None
+    if low in ("on", "true", "yes", "1"):
+        return ""
+    if "://" in raw and not raw.startswith(("sqlite://", "redis://", "rediss://", "unix://")):
+        raise _env.ConfigError(raw)
+    return raw.strip()
+
+
 def _storage(raw: str) -> str:
     if raw == "memory" or raw.startswith(("redis://", "rediss://", "unix://")):
         return raw
@@ -183,10 +199,22 @@ class HardeningConfig:
     max_upstream_series: int = 100
     """Upstreams with their own metric series and health components; the rest are ``_other``. 100 keeps
     every metric far under the SDK's 2,000-series limit, and more is not readable on a dashboard."""
+    outbox: str | None = None
+    """The store of an outbox every client ``install()`` hardens defers its failed writes to
+    (docs/outbox.md): a path, ``sqlite:///path``, ``redis://...``, ``""`` the app's default file; None: off.
+    Credentials are stored with the requests (nothing could sign the replays again without code);
+    ``install(outbox=Outbox(..., before_replay=...))`` keeps them out."""
 
     def __post_init__(self) -> None:
         _whole("HardeningConfig.max_upstreams", self.max_upstreams, "a whole number >= 1")
         _whole("HardeningConfig.max_upstream_series", self.max_upstream_series, "a whole number >= 1")
+        if self.outbox is not None:
+            try:
+                if not isinstance(self.outbox, str) or outbox_store(self.outbox) != self.outbox.strip():
+                    raise _env.ConfigError(self.outbox)
+            except _env.ConfigError:
+                raise ValueError(f"HardeningConfig.outbox={self.outbox!r}: accepted None (off), \"\" (the app's "
+                                 "default file), a file path, sqlite:///path or redis://host:port/db") from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HardeningConfig:
@@ -201,4 +229,5 @@ class HardeningConfig:
             max_upstreams=_env.read(env, "MAX_UPSTREAMS", _env.positive_int, 1000, "a whole number >= 1"),
             max_upstream_series=_env.read(env, "MAX_UPSTREAM_SERIES", _env.positive_int, 100,
                                           "a whole number >= 1"),
+            outbox=_env.read(env, "OUTBOX", outbox_store, None, OUTBOX_ACCEPTED, shown="off"),
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from opentelemetry import metrics, trace
@@ -28,6 +28,9 @@ from otel_hardening.http.engine import Engine
 from otel_hardening.http.harden import new_telemetry, unwrap_clients, wrap_client
 from otel_hardening.http.registry import REGISTRY
 
+if TYPE_CHECKING:
+    from otel_hardening.outbox import Outbox
+
 _instruments = ("httpx >= 0.27",)
 
 
@@ -40,12 +43,19 @@ class _Installation:
         self.active = True
         self.instrumented_httpx = False
         self.started: list[Any] = []
+        self.outbox: Outbox | None = None
+        self.owns_outbox = False
+        """The outbox came from ``config.outbox`` (``OTEL_PYTHON_HARDENING_OUTBOX``): uninstall closes it."""
 
     def after_init(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
         wrapped(*args, **kwargs)
         if self.active:
             try:
                 wrap_client(instance, self.engine)
+                if self.outbox is not None:
+                    from otel_hardening.outbox._hook import attach
+
+                    attach(instance, self.outbox, replays_through=False)
             except Exception:
                 log_once("install:wrap", logging.ERROR,
                          "otel_hardening: could not harden an httpx client; it runs unhardened",
@@ -58,7 +68,8 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     Keyword arguments of ``instrument()``: ``config`` (a :class:`HardeningConfig`, default from the
     environment), ``tracer_provider``, ``meter_provider``, ``logger_provider``, and
     ``instrument_httpx`` (also turn on opentelemetry-instrumentation-httpx when it is off; what
-    ``install()`` passes).
+    ``install()`` passes) and ``outbox`` (an ``Outbox`` every hardened client defers its failed writes
+    to; default: one on ``config.outbox``, if set).
     """
 
     _installation: _Installation | None = None
@@ -83,6 +94,7 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         installation = _Installation(config, Engine(
             config.retry, config.circuit, config.budget, telemetry, active=lambda: installation.active))
         HardeningInstrumentor._installation = installation
+        _open_outbox(installation, kwargs)
         if kwargs.get("instrument_httpx") and config.instrument_httpx:
             from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
@@ -107,12 +119,39 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             unwrap_clients(installation.engine)  # every client it hardened gets its own step back
             for stop in reversed(installation.started):
                 stop()
+            if installation.owns_outbox and installation.outbox is not None:
+                installation.outbox.close()
             if installation.instrumented_httpx:
                 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
                 HTTPXClientInstrumentor().uninstrument()
         except Exception:
             log_once("uninstall", logging.ERROR, "otel_hardening: uninstall failed", exc_info=True)
+
+
+def _open_outbox(installation: _Installation, kwargs: dict[str, Any]) -> None:
+    """The outbox every hardened client defers to: the one given, else one on ``config.outbox``.
+
+    Zero code has no ``before_replay`` to sign replays again, so its outbox stores credentials with the
+    requests (docs/outbox.md, *Turning it on without code*). A store that cannot be opened is logged
+    and the app runs without an outbox: configuration never stops it from starting."""
+    outbox = kwargs.get("outbox")
+    store = installation.config.outbox
+    if outbox is None and store is not None:
+        from otel_hardening.outbox import Outbox, OutboxPolicy
+
+        try:
+            outbox = Outbox(store, policy=OutboxPolicy(strip_headers=frozenset()),
+                            tracer_provider=kwargs.get("tracer_provider"),
+                            meter_provider=kwargs.get("meter_provider"))
+        except Exception as exc:  # StoreError, ConfigurationError, a missing redis package
+            log_once("install:outbox", logging.ERROR, "otel_hardening: OTEL_PYTHON_HARDENING_OUTBOX=%s: the outbox "
+                     "cannot be opened (%s); failed writes are not deferred", store or "on", exc)
+            return
+        installation.owns_outbox = True
+    if outbox is not None:
+        installation.outbox = outbox
+        outbox.attach(None, installation.engine)  # replay what an earlier run left, before any client
 
 
 def _start_components(installation: _Installation, kwargs: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from otel_hardening._redaction import REDACTED, SECRET_PARAM, redact_url
 
 ACTIONS = ("list", "show", "replay", "retry-dead", "purge")
-STORE_ENV = "OTEL_PYTHON_HARDENING_OUTBOX_STORE"
+STORE_ENV = "OTEL_PYTHON_HARDENING_OUTBOX"
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 
@@ -30,9 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     outbox.add_argument("action", choices=ACTIONS)
     outbox.add_argument("ids", nargs="*", metavar="ID", help="entry ids (show: exactly one)")
-    outbox.add_argument("--store", default=os.environ.get(STORE_ENV, ""),
-                        help=f"a SQLite path or redis://host:port/db (default: ${STORE_ENV}, else this app's "
-                             "default file)")
+    outbox.add_argument("--store", default=_env_store(),
+                        help=f"a SQLite path or redis://host:port/db (default: ${STORE_ENV} when it names a "
+                             "store, else this app's default file)")
     outbox.add_argument("--name", default="", help="the outbox's name (Outbox(name=...); default: "
                         "$OTEL_SERVICE_NAME): the default file's name and the Redis key prefix")
     outbox.add_argument("--dead", action="store_true", help="list / purge: the dead letters")
@@ -40,6 +40,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     outbox.add_argument("--limit", type=int, default=100, help="list: at most this many (default: %(default)s)")
     outbox.add_argument("--send", action="store_true", help="replay: send from this process now")
     outbox.set_defaults(run=run)
+
+
+def _env_store() -> str:
+    from otel_hardening.config import outbox_store
+
+    raw = os.environ.get(STORE_ENV, "")
+    try:
+        return outbox_store(raw) or ""
+    except ValueError:  # said by run(): open_store() names what is accepted
+        return raw
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,9 +129,9 @@ def _replay(store: Any, args: argparse.Namespace, where: str, name: str) -> int:
     before = store.stats()
     try:
         outbox.replayer.round()
+        after = store.stats()
     finally:
-        outbox.replayer.stop()
-    after = store.stats()
+        outbox.close()  # out of the process's health report too (run() closing the store again is harmless)
     print(f"sent from here: {before.pending - after.pending} delivered, {after.dead - before.dead} dead-lettered, "
           f"{after.pending} still pending")
     return 0 if after.pending == 0 else 1

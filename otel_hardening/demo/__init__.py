@@ -2,17 +2,21 @@
 
 Two embedded fault-injecting upstreams (:mod:`otel_hardening.testing`), hardened httpx clients (sync
 and async) calling them, and scripted phases: healthy -> 503 burst -> outage -> recovery -> slow
-memory leak. The view shows what the library measured (its metrics, ``health.report()``,
-``resources.snapshot()``, the leak hunt's log record). With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set
+memory leak. The async client's charges that fail during the outage are deferred to an outbox (a
+SQLite file in a temporary directory, removed at the end) and delivered after recovery. The view shows
+what the library measured (its metrics, ``health.report()``, ``resources.snapshot()``, the leak hunt's
+log record). With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set
 everything is also exported over OTLP (traces, metrics every 5 s, logs).
 """
 
 from __future__ import annotations
 
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
@@ -21,7 +25,7 @@ import otel_hardening
 from otel_hardening import resources
 from otel_hardening.demo import _otel
 from otel_hardening.demo._leak import ResponseCache
-from otel_hardening.demo._readings import OUTCOME_COLUMNS, Reading, read
+from otel_hardening.demo._readings import OUTCOME_COLUMNS, OutboxReading, Reading, read
 from otel_hardening.demo._scenario import (
     LEAK_TOTAL,
     PHASES,
@@ -29,9 +33,11 @@ from otel_hardening.demo._scenario import (
     Upstreams,
     auto_time_scale,
     library_config,
+    outbox_policy,
 )
 from otel_hardening.demo._traffic import Traffic
 from otel_hardening.demo._view import PhaseResult, View
+from otel_hardening.outbox import Outbox
 
 __all__ = ["DemoError", "DemoOptions", "run"]
 
@@ -79,14 +85,18 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
     scale = options.time_scale or auto_time_scale(timeline)
     if console is None:
         # plain: logs and CI, no terminal; wide enough that the summary table is not squeezed
-        console = Console(width=160, no_color=True, highlight=False) if options.plain else Console()
+        console = Console(width=180, no_color=True, highlight=False) if options.plain else Console()
     try:
         telemetry = _otel.setup()
     except _otel.OtlpNotInstalled as exc:
         raise DemoError(str(exc)) from None
     config = library_config(timeline, scale, options.health_endpoint)
+    store = tempfile.TemporaryDirectory(prefix="otel-hardening-demo-")
+    outbox = Outbox(str(Path(store.name) / "demo.outbox.sqlite3"), name="demo", policy=outbox_policy(timeline),
+                    tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
     otel_hardening.install(config, tracer_provider=telemetry.tracer_provider,
-                           meter_provider=telemetry.meter_provider, logger_provider=telemetry.logger_provider)
+                           meter_provider=telemetry.meter_provider, logger_provider=telemetry.logger_provider,
+                           outbox=outbox)
     upstreams = Upstreams()
     names_by_port = {server.port: name for name, server in upstreams.servers.items()}
     traffic = Traffic(upstreams.url("inventory"), upstreams.url("payments"))
@@ -108,6 +118,8 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
     finally:
         traffic.close()
         otel_hardening.uninstall()
+        outbox.close()
+        store.cleanup()
         upstreams.close()
         telemetry.shutdown()
     console.print()
@@ -152,7 +164,7 @@ class _Runner:
                 if current is not None:
                     self._observe(current, reading)
                     if done or index != current_index:
-                        reading = self._settle_hunt(current, reading)
+                        reading = self._settle_outbox(current, self._settle_hunt(current, reading))
                         self._finish(current, before, reading)
                         results.append(current)
                         before, current = reading, None
@@ -161,6 +173,8 @@ class _Runner:
                                 return results, reading
                             self.view.console.print(self.view.summary(results, reading))
                             start, results, index, into = time.monotonic(), [], 0, 0.0
+                            self.traffic.forget_deferred()  # bounded: one walk's charges at a time
+                            self.upstreams.charges.clear()
                 if current is None:
                     current, current_index = self._enter(index), index
                 phase = self.timeline.phases[index]
@@ -212,7 +226,24 @@ class _Runner:
         self._observe(result, reading)
         return reading
 
+    def _settle_outbox(self, result: PhaseResult, reading: Reading) -> Reading:
+        """Recovery ended with deferred charges still waiting (a loaded machine): give the replays up to
+        the phase's length again, watching the library's own depth gauge, before checking delivery."""
+        if result.phase.name != "recovery" or not self.traffic.deferred():
+            return reading
+        deadline = time.monotonic() + result.seconds
+        while reading.outbox.waiting and time.monotonic() < deadline:
+            time.sleep(0.25)
+            reading = self.reading()
+        return reading
+
     def _finish(self, result: PhaseResult, before: Reading, after: Reading) -> None:
+        a, b = after.outbox, before.outbox
+        result.outbox = OutboxReading(a.deferred - b.deferred, a.replayed - b.replayed,
+                                      a.dead_lettered - b.dead_lettered, a.waiting)
+        keys = self.traffic.deferred()
+        if result.phase.name == "recovery" and keys:
+            result.delivery = (len(keys), self.upstreams.charges.missing(keys), self.upstreams.charges.duplicates)
         result.outcomes = {o: after.total(o) - before.total(o) for o in OUTCOME_COLUMNS}
         result.attempts = after.attempts - before.attempts
         result.end_circuits = {name: u.circuit for name, u in after.upstreams.items()}

@@ -47,6 +47,21 @@ class HuntSite:
 
 
 @dataclass(frozen=True)
+class OutboxReading:
+    """The outbox's counters (cumulative) and how many writes wait in it now."""
+
+    deferred: float = 0.0
+    replayed: float = 0.0
+    """Replays the upstream accepted (``hardening.outbox.replayed{outcome=delivered}``)."""
+    dead_lettered: float = 0.0
+    waiting: float = 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.waiting:.0f} waiting; {self.deferred:.0f} deferred, {self.replayed:.0f} replayed, "
+                f"{self.dead_lettered:.0f} dead-lettered")
+
+
+@dataclass(frozen=True)
 class Reading:
     upstreams: dict[str, UpstreamReading]
     health: str
@@ -68,6 +83,7 @@ class Reading:
     """Components health holds at a worse state until they stayed better for the recovery hold."""
     recovery_hold: float | None = None
     """The running health monitor's recovery hold, seconds."""
+    outbox: OutboxReading = field(default_factory=OutboxReading)
 
     def total(self, outcome: str | None = None) -> float:
         return sum(u.outcomes.get(outcome, 0.0) if outcome else u.calls for u in self.upstreams.values())
@@ -104,6 +120,12 @@ def read(telemetry: Telemetry, names_by_port: dict[int, str], app_errors: dict[s
                               budgets.get(name))
         for name in names_by_port.values()
     }
+    outbox = OutboxReading(
+        deferred=_sum(points, "hardening.outbox.deferred"),
+        replayed=_sum(points, "hardening.outbox.replayed", ("hardening.outbox.outcome", "delivered")),
+        dead_lettered=_sum(points, "hardening.outbox.dead_lettered"),
+        waiting=_sum(points, "hardening.outbox.depth"),
+    )
     report = health.report()
     running = health.running_config()
     snap = resources.snapshot()
@@ -125,7 +147,14 @@ def read(telemetry: Telemetry, names_by_port: dict[int, str], app_errors: dict[s
         health_time=report.time,
         recovering=tuple(_named(c.name, names_by_port) for c in report.components if RECOVERING in c.reason),
         recovery_hold=running.recovery_hold if running is not None else None,
+        outbox=outbox,
     )
+
+
+def _sum(points: dict[str, list[tuple[dict[str, Any], float]]], metric: str,
+         where: tuple[str, str] | None = None) -> float:
+    return sum(value for attrs, value in points.get(metric, [])
+               if where is None or attrs.get(where[0]) == where[1])
 
 
 def _named(line: str, names_by_port: dict[int, str]) -> str:

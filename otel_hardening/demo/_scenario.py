@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
 from otel_hardening.health.config import HealthConfig
+from otel_hardening.outbox import OutboxPolicy
 from otel_hardening.resources.config import ResourceConfig
 from otel_hardening.testing import FlakyUpstream, ReceivedRequest, Reply
 
@@ -30,11 +32,12 @@ PHASES = (
     Phase("burst", 0.15, "every other request is a 503: retries turn them into successes, the retry budget "
                          "caps the extra load",
           "ok after retry grows, attempts/call rises above 1, retry budget drains"),
-    Phase("outage", 0.18, "payments down: its circuit opens and rejects; inventory half failing: "
-                          "the retry budget caps extra load",
-          "payments circuit open, rejected (circuit) grows with no I/O, health critical, the log"),
-    Phase("recovery", 0.15, "upstreams back: the circuit goes half_open, a trial succeeds, it closes",
-          "the circuit column and the log: open -> half_open -> closed; health waits out its hold"),
+    Phase("outage", 0.18, "payments down: its circuit opens and rejects, the charges are deferred to the "
+                          "outbox; inventory half failing: the retry budget caps extra load",
+          "payments circuit open, rejected (circuit) grows with no I/O, outbox waiting grows, health critical"),
+    Phase("recovery", 0.15, "upstreams back: the circuit goes half_open, a trial succeeds, it closes, the "
+                            "outbox replays every deferred charge",
+          "the circuit column and the log: open -> half_open -> closed; outbox waiting drains to 0"),
     Phase("leak", 0.40, "a cache that never evicts: RSS grows, the detector flags it, the hunt names the line",
           "memory trend, then leak SUSPECTED, then the hunt line naming the leaking source line"),
 )
@@ -119,6 +122,45 @@ def library_config(timeline: Timeline, time_scale: float, health_endpoint: tuple
     return HardeningConfig(retry=retry, budget=budget, circuit=circuit, resources=resources, health=health)
 
 
+def outbox_policy(timeline: Timeline) -> OutboxPolicy:
+    """Replays paced for the demo: a failed one is tried again within a tenth of the recovery phase."""
+    recovery = timeline.length("recovery") or timeline.duration * 0.15
+    backoff = max(0.1, min(1.0, recovery / 10))
+    return OutboxPolicy(strip_headers=frozenset(), backoff_initial=backoff, backoff_max=4 * backoff,
+                        poll=max(0.5, backoff))
+
+
+class Charges:
+    """The payments upstream's books: like a payment API, it applies each ``Idempotency-Key`` once; a
+    key it has applied before is a duplicate (answered as the first time, counted here)."""
+
+    def __init__(self) -> None:
+        self.applied: set[str] = set()
+        self.duplicates = 0
+        self._lock = threading.Lock()
+
+    def book(self, request: ReceivedRequest, reply: Reply) -> Reply:
+        if request.method != "POST" or not 200 <= reply.status < 300:
+            return reply
+        key = next((v for k, v in request.headers.items() if k.lower() == "idempotency-key"), "")
+        with self._lock:
+            if key in self.applied:
+                self.duplicates += 1
+            else:
+                self.applied.add(key)
+        return reply
+
+    def clear(self) -> None:
+        with self._lock:
+            self.applied.clear()
+            self.duplicates = 0
+
+    def missing(self, keys: set[str]) -> int:
+        """How many of ``keys`` were never applied."""
+        with self._lock:
+            return len(keys - self.applied)
+
+
 class Upstreams:
     """The two embedded fault-injecting upstreams, switched from phase to phase."""
 
@@ -126,6 +168,7 @@ class Upstreams:
         self.servers = {name: FlakyUpstream() for name in UPSTREAMS}
         self._lock = threading.Lock()
         self._random = random.Random(7)
+        self.charges = Charges()
 
     def url(self, name: str) -> str:
         return self.servers[name].url
@@ -143,6 +186,8 @@ class Upstreams:
         else:
             for server in (inventory, payments):
                 server.always(ok)
+        answer: Callable[[ReceivedRequest], Reply | None] = payments.rule or (lambda request: None)
+        payments.rule = lambda request: self.charges.book(request, answer(request) or payments.default)
 
     def _half_failing(self, request: ReceivedRequest) -> Reply:
         with self._lock:

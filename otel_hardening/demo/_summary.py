@@ -13,14 +13,15 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from otel_hardening.demo._readings import OUTCOME_COLUMNS, Reading
+from otel_hardening.demo._readings import OUTCOME_COLUMNS, OutboxReading, Reading
 from otel_hardening.demo._scenario import Phase
 
 TITLE = "otel-hardening demo: what the library measured, phase by phase"
 MEASURES = ("s", "calls", "ok", "ok after retry", "failed", "rejected (circuit)", "rejected (budget)",
-            "attempts/call", "payments circuit", "health", "leak")
+            "attempts/call", "payments circuit", "deferred", "replayed", "dead letters", "health", "leak")
 BROKEN = {"ok after retry": "ok after\nretry", "rejected (circuit)": "rejected\n(circuit)",
-          "rejected (budget)": "rejected\n(budget)", "payments circuit": "payments\ncircuit"}
+          "rejected (budget)": "rejected\n(budget)", "payments circuit": "payments\ncircuit",
+          "dead letters": "dead\nletters"}
 """Headers broken by hand: every column is no_wrap, so rich never cuts a word to make the table fit."""
 LEFT = frozenset({"phase", "payments circuit", "health"})
 
@@ -44,6 +45,10 @@ class PhaseResult:
     end_circuits: dict[str, str] = field(default_factory=dict)
     held: bool = False
     """The phase ended while health still waited out its recovery hold."""
+    outbox: OutboxReading = field(default_factory=OutboxReading)
+    """What the outbox did in the phase (differences; ``waiting`` at its end)."""
+    delivery: tuple[int, int, int] | None = None
+    """Recovery: (writes deferred so far, of them never applied by the upstream, applied twice)."""
 
     @property
     def calls(self) -> float:
@@ -61,8 +66,13 @@ class PhaseResult:
             return (o["rejected_circuit_open"] > 0 and "open" in self.circuits_seen.get("payments", set()),
                     "payments circuit opened and rejected calls without I/O")
         if name == "recovery":
-            return (self.end_circuits.get("payments") == "closed" and o["success"] > 0,
-                    "payments circuit closed again")
+            closed = self.end_circuits.get("payments") == "closed" and o["success"] > 0
+            if self.delivery is None:
+                return closed, "payments circuit closed again"
+            deferred, missing, twice = self.delivery
+            return (closed and deferred > 0 and missing == 0 and twice == 0,
+                    f"payments circuit closed again; the outbox delivered {deferred - missing} of the {deferred} "
+                    f"deferred charges, {twice} twice (the upstream's Idempotency-Key check)")
         if name == "leak":
             ok = self.leak_seen and self.hunt is not None and "demo/_leak.py" in self.hunt
             return ok, "leak flagged and the hunt named the leaking line"
@@ -78,7 +88,9 @@ class PhaseResult:
                 f"{o['failure'] + o['failure_after_retry']:.0f}", f"{o['rejected_circuit_open']:.0f}",
                 f"{o['rejected_retry_budget']:.0f}",
                 amplification(self.attempts, self.calls - o["rejected_circuit_open"]),
-                ("\n" if stacked else ", ").join(states) or "-", health, "yes" if self.leak_seen else "no")
+                ("\n" if stacked else ", ").join(states) or "-", f"{self.outbox.deferred:.0f}",
+                f"{self.outbox.replayed:.0f}", f"{self.outbox.dead_lettered:.0f}", health,
+                "yes" if self.leak_seen else "no")
 
 
 def by_phase_rows(results: list[PhaseResult], plain: bool) -> Table:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections import Counter
 
 import httpx
+
+from otel_hardening.outbox import RequestDeferred
 
 
 class Traffic:
@@ -20,6 +23,7 @@ class Traffic:
         self.stop = threading.Event()
         self.app_errors: Counter[str] = Counter()
         """Exceptions that reached the application, by type (only httpx's own errors may)."""
+        self._deferred_keys: set[str] = set()
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
 
@@ -39,6 +43,15 @@ class Traffic:
         for worker in self._workers:
             worker.join(10)
         self._client.close()
+
+    def deferred(self) -> set[str]:
+        """The ``Idempotency-Key`` of every charge the outbox deferred: the upstream must apply each once."""
+        with self._lock:
+            return set(self._deferred_keys)
+
+    def forget_deferred(self) -> None:
+        with self._lock:
+            self._deferred_keys.clear()
 
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
@@ -60,6 +73,10 @@ class Traffic:
             await asyncio.sleep(self.pause)
             try:
                 await client.post(f"{self.payments}/charges", json={"amount": 42},
-                                  headers={"Idempotency-Key": "demo"})
+                                  headers={"Idempotency-Key": f"charge-{uuid.uuid4()}"})
+            except RequestDeferred as deferred:  # stored by the outbox: it will be sent, once
+                with self._lock:
+                    self._deferred_keys.add(deferred.idempotency_key)
+                self._failed(deferred)
             except Exception as exc:
                 self._failed(exc)

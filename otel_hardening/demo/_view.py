@@ -105,6 +105,7 @@ class View:
         growth = f"{r.rss_growth_rate / 1024:+.0f} KiB/s trend" if r.rss_growth_rate else "trend: warming up"
         since = f", {(r.rss - rss_start) / 2**20:+.1f} MiB since start" if r.rss and rss_start else ""
         status.add_row("memory", f"RSS {mib(r.rss)}{since}; {growth}")
+        status.add_row("outbox", str(r.outbox))
         status.add_row("leak", Text("SUSPECTED", style="bold red") if r.leak_suspected else Text("no", style="green"))
         status.add_row("hunt", str(r.hunt) if r.hunt else "-")
         if r.export_errors:
@@ -152,7 +153,7 @@ class View:
         counts = " ".join(f"{o}={r.total(o):.0f}" for o in OUTCOME_COLUMNS if r.total(o))
         amp = amplification(r.attempts, r.total() - r.total("rejected_circuit_open"))
         self._line(f"[{elapsed:6.1f}s] {phase.name:8} circuits: {circuits} | calls: {counts} | "
-                   f"attempts/call {amp} | health {self.health_text(r, reasons=2).plain} | "
+                   f"attempts/call {amp} | outbox {r.outbox} | health {self.health_text(r, reasons=2).plain} | "
                    f"RSS {mib(r.rss)} leak={'yes' if r.leak_suspected else 'no'}")
 
     def news(self, r: Reading, elapsed: float) -> None:

@@ -44,8 +44,9 @@ class AsyncOutboxSend(AsyncHardenedSend):
         return await self.outbox.asend(request, super().__call__)
 
 
-def attach(client: httpx.Client | httpx.AsyncClient, outbox: Outbox) -> None:
-    """Give a hardened client the outbox (``harden(client, outbox=...)``)."""
+def attach(client: httpx.Client | httpx.AsyncClient, outbox: Outbox, *, replays_through: bool = True) -> None:
+    """Give a hardened client the outbox (``harden(client, outbox=...)``); ``replays_through``: the
+    outbox may send its replays through this client (``install()`` says no: see ``Outbox.attach``)."""
     if not isinstance(outbox, Outbox):
         raise TypeError(f"harden(outbox=...) takes an otel_hardening.outbox.Outbox or None, got "
                         f"{type(outbox).__name__}; e.g. outbox=Outbox('/var/lib/app/outbox.sqlite3', ...)")
@@ -65,4 +66,4 @@ def attach(client: httpx.Client | httpx.AsyncClient, outbox: Outbox) -> None:
             hooked = OutboxSend(client, current.engine, outbox)
         hooked.previous = current.previous
         client._send_single_request = hooked  # type: ignore[method-assign]
-    outbox.attach(client, current.engine)
+    outbox.attach(client if replays_through else None, current.engine)

@@ -103,10 +103,15 @@ class Outbox:
         return f"Outbox(name={self.name!r}, store={self.store.location!r})"
 
     # --- wiring ---------------------------------------------------------------------------------
-    def attach(self, client: httpx.Client | httpx.AsyncClient, engine: Engine) -> None:
-        """Called by ``harden(client, outbox=...)``: remember a sync client for replays, start replaying."""
+    def attach(self, client: httpx.Client | httpx.AsyncClient | None, engine: Engine) -> None:
+        """Called by ``harden(client, outbox=...)``: remember a sync client for replays, start replaying.
+
+        ``install(outbox=...)`` passes no client: it hardens every client the app builds, any of which
+        may hold another upstream's credentials, and remembering each would grow without bound; its
+        replays go through a client of the outbox's own with the installed policies."""
         self.engine = engine
         if isinstance(client, httpx.Client):
+            self._clients = [ref for ref in self._clients if ref() is not None]
             self._clients.append(weakref.ref(client))
         self.replayer.start()
 
@@ -124,7 +129,7 @@ class Outbox:
         self.replayer.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the replayer thread (the store keeps everything)."""
+        """Stop replaying from this process (the store keeps everything)."""
         self.replayer.stop(timeout)
 
     def close(self) -> None:

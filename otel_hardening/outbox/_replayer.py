@@ -1,13 +1,15 @@
-"""The replayer: one daemon thread per outbox, sending stored requests again, per upstream in order.
+"""The replayer of each outbox, and the one daemon thread of a process that runs them all.
 
-It wakes when a request is deferred, when a circuit closes (the registry's transition listener), when
-an entry's backoff is due, and every ``policy.poll`` seconds (entries of other processes). Each round
-works each upstream's queue from its head: delivered entries are removed, a failure stops that
-upstream's round (nothing behind it overtakes it) and schedules the head again with backoff. It never
-raises into the application: failures of the store or of a replay are logged once and retried.
+A replayer's round is due when a request is deferred, when a circuit closes (the registry's transition
+listener), when an entry's backoff is due, and every ``policy.poll`` seconds (entries of other
+processes). Each round works each upstream's queue from its head: delivered entries are removed, a
+failure stops that upstream's round (nothing behind it overtakes it) and schedules the head again with
+backoff; ``policy.concurrency`` sends of one upstream overlap. One thread runs the due rounds of every
+started outbox, one after the other: a process with ten outboxes has one replay thread, not ten. It
+never raises into the application: failures of the store or of a replay are logged once and retried.
 
 Fork: a child process inherits no thread, lock or connection of the parent's (``after_fork``); its
-replayer starts on its next deferrable request or ``Outbox.start()``.
+replayers start on their next deferrable request or ``Outbox.start()``.
 """
 
 from __future__ import annotations
@@ -45,13 +47,76 @@ class _Result:
         self.outcome, self.error, self.permanent, self.retry_in = outcome, error, permanent, retry_in
 
 
+class _Scheduler:
+    """The process's replay thread: it runs each started replayer's round when it is due, and exits when
+    no replayer is left (started again by the next ``add``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._due: dict[Replayer, float] = {}
+        """Each started replayer, and when its next round is due (monotonic)."""
+
+    def add(self, replayer: Replayer) -> None:
+        with self._lock:
+            self._due[replayer] = 0.0
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, daemon=True, name="otel-hardening-outbox")
+                self.thread.start()
+        self._wake.set()
+
+    def remove(self, replayer: Replayer) -> None:
+        with self._lock:
+            self._due.pop(replayer, None)
+
+    def running(self, replayer: Replayer) -> threading.Thread | None:
+        with self._lock:
+            return self.thread if replayer in self._due else None
+
+    def wake(self, replayer: Replayer) -> None:
+        with self._lock:
+            if replayer in self._due:
+                self._due[replayer] = 0.0
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.clear()  # a wake from here on is seen by the wait below
+            started = time.monotonic()
+            with self._lock:
+                if not self._due:
+                    self.thread = None
+                    return
+                due = [replayer for replayer, at in self._due.items() if at <= started]
+            for replayer in due:
+                wait = replayer.run_round()
+                with self._lock:
+                    if replayer in self._due and self._due[replayer] <= started:  # not stopped, nor woken meanwhile
+                        self._due[replayer] = time.monotonic() + wait
+            with self._lock:
+                wait = min(self._due.values(), default=0.0) - time.monotonic()
+            self._wake.wait(max(0.01, wait))
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self.thread = None
+        self._due = {}
+
+
+_SCHEDULER = _Scheduler()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_SCHEDULER.after_fork)
+
+
 class Replayer:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._busy = threading.Lock()
+        """Held while a round runs: ``stop()`` waits for it."""
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._closed: set[str] = set()
         self._due: dict[str, float] = {}
@@ -69,35 +134,34 @@ class Replayer:
         if self._wanted:
             self.start()
 
+    @property
+    def _thread(self) -> threading.Thread | None:
+        """The replay thread while this replayer is started in this process, else None."""
+        return _SCHEDULER.running(self) if self._pid == os.getpid() else None
+
     def start(self) -> None:
         if not self.outbox.replays:
             return
         self._wanted = True
         thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+        if thread is not None and thread.is_alive():
             return
         with self._lock:
             if self._pid != os.getpid():
                 self.after_fork()
-            if self._thread is not None and self._thread.is_alive():
-                return
             self._stopping.clear()
             if self._unlisten is None:
                 from otel_hardening.http.registry import add_transition_listener
 
                 self._unlisten = add_transition_listener(self._on_transition)
-            self._thread = threading.Thread(target=self._run, daemon=True,
-                                            name=f"otel-hardening-outbox-{self.outbox.name}")
-            self._thread.start()
+            _SCHEDULER.add(self)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._wanted = False
         self._stopping.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        self._thread = None
+        _SCHEDULER.remove(self)
+        if _SCHEDULER.thread is not threading.current_thread() and self._busy.acquire(timeout=timeout):
+            self._busy.release()  # the round in progress, if any, is over
         if callable(self._unlisten):
             self._unlisten()
             self._unlisten = None
@@ -108,20 +172,19 @@ class Replayer:
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._busy = threading.Lock()
         self._stopping = threading.Event()
-        self._thread = None
         self._own = None  # the parent's pooled connections are the parent's
         self._pid = os.getpid()
         self.consumer = f"{CONSUMER.rsplit(':', 2)[0]}:{os.getpid()}:{secrets.token_hex(3)}"
 
     def wake(self) -> None:
-        self._wake.set()
+        _SCHEDULER.wake(self)
 
     def _on_transition(self, upstream: str, old: str, new: str) -> None:
         if new == "closed":
             self._closed.add(upstream)
-            self._wake.set()
+            _SCHEDULER.wake(self)
 
     def own_client(self) -> httpx.Client:
         if self._own is None:
@@ -137,16 +200,18 @@ class Replayer:
         return self._own
 
     # --- the loop -------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            wait = self.outbox.policy.poll
+    def run_round(self) -> float:
+        """One round on the replay thread, never raising; seconds until the next one is due."""
+        wait = self.outbox.policy.poll
+        with self._busy:
+            if self._stopping.is_set():
+                return wait
             try:
                 wait = min(wait, self.round())
             except Exception as exc:  # the store is down: say it once, try again later
                 log_once(f"outbox:replay:{self.outbox.name}", logging.WARNING,
                          "otel_hardening: outbox replay paused: %s", exc)
-            self._wake.wait(max(0.01, wait))
-            self._wake.clear()
+        return wait
 
     def round(self) -> float:
         """Work every upstream's queue once; seconds until something is due again."""

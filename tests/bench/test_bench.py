@@ -128,3 +128,22 @@ def test_the_committed_docs_match_the_committed_results() -> None:
     page, readme = report.PAGE.read_text(), report.README.read_text()
     assert report.replace_block(page, report.markdown(results, readme=True)) == page
     assert report.replace_block(readme, report.summary(results), report.SUMMARY_BEGIN, report.SUMMARY_END) == readme
+
+
+def test_outbox_section_is_rendered_and_judged() -> None:
+    results = _results(cpu_ratio=1.01, layer_us=10.0)
+    results["outbox"] = {
+        "mode": "full", "date": "2026-12-03 01:40 UTC",
+        "deferral_and_replay": {"entries": 1000, "circuit_open_without_outbox_us": 80.0, "deferral_sqlite_us": 430.0,
+                                "deferral_sqlite_p99_us": 3300.0, "replay_sqlite_us": 600.0},
+        "instructions": {"requests": 2000, "plain": 621_496.0, "plain_beside_outbox": 620_777.0,
+                         "get_via_outbox": 630_000.0, "beside_ratio": 0.999, "get_via_outbox_ratio": 1.0137},
+    }
+    held = {g["name"]: g["held"] for g in report.goals(results)}
+    assert held["outbox: instructions of a client without an outbox, in a process with one / without any outbox"]
+    assert held["outbox: instructions of a GET through a client given an outbox / without any outbox"] is False
+    table = report.markdown(results)
+    assert "**Outbox** (`python -m bench.outbox`, its own run of 2026-12-03 01:40 UTC (full mode)" in table
+    assert "| the same POST deferred, sqlite (fsynced) | 0.43 ms (p99 3.3 ms) |" in table
+    assert "| ... GETs through a client given an outbox (never deferred) | 630,000 (1.014x) |" in table
+    assert "redis" not in table  # not measured: no row

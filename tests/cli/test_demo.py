@@ -106,6 +106,36 @@ def test_live_view_renders_what_was_measured(tmp_path: Path) -> None:
     assert "=== phase" not in out  # plain lines are for --plain only
 
 
+@pytest.mark.slow
+def test_charges_deferred_in_the_outage_are_delivered_once_after_recovery(tmp_path: Path) -> None:
+    """The outbox phase: the payments upstream books each Idempotency-Key once; every charge the app saw
+    deferred is booked, none twice, the library counts as many replays as deferrals, and the outbox's
+    store, a temporary directory, is gone at the end."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "XDG_STATE_HOME": str(tmp_path / "state")}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_hardening.cli", "demo", "--duration", "10", "--plain",
+         "--phases", "healthy,outage,recovery"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    out = result.stdout
+    report = f"--- stdout\n{out}\n--- stderr\n{result.stderr}"
+    assert result.returncode == 0 and "Traceback" not in out + result.stderr, report
+    verdict = re.search(r"^PASS  recovery .* delivered (\d+) of the (\d+) deferred charges, 0 twice", out, re.M)
+    assert verdict, report
+    delivered, deferred = map(int, verdict.groups())
+    assert deferred > 0 and delivered == deferred, report
+    header = next(line for line in out.splitlines() if re.match(r"^\| phase ", line))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if re.match(r"^\| (healthy|outage|recovery) ", line)]
+    total = {name: sum(int(row[columns.index(name)]) for row in rows) for name in ("deferred", "replayed", "letters")}
+    assert total == {"deferred": deferred, "replayed": deferred, "letters": 0}, report
+    assert re.search(r"\| outbox \d+ waiting; \d+ deferred, \d+ replayed", out), report  # the plain status line
+    assert list(scratch.iterdir()) == [] and not (tmp_path / "state").exists(), "the demo left files behind"
+
+
 # -- the view at 80x24 and at 120 columns: rendered in process by rich, nothing cut ---------------
 
 def _reading(recovering: tuple[str, ...] = (), at: float = 1000.0, hold: float | None = 30.0,

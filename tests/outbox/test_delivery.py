@@ -243,3 +243,43 @@ def test_dead_letters_after_max_replays_and_on_rejection(app_factory: Callable[.
     assert rejected is not None and (rejected.dead_reason, rejected.last_error) == ("rejected", "HTTP 422")
     assert ledger.server.count("/bad") == before + 1  # one replay: a "no" is not asked again
     assert ledger.applied == []
+
+
+def test_one_replay_thread_serves_every_outbox_of_the_process(tmp_path: Path, otel: HardeningTelemetry) -> None:
+    """Three outboxes, two upstreams down then up: one replay thread delivers every write, each once and in
+    order per outbox; a stopped outbox leaves it, and the thread ends when no outbox replays."""
+    import threading
+
+    ledgers = [Ledger(), Ledger()]
+    outboxes = [Outbox(str(tmp_path / f"{n}.sqlite3"), policy=FAST, name=f"shared-{n}") for n in range(3)]
+    clients = [otel_hardening.harden(httpx.Client(timeout=5), retry=RETRY, circuit=CIRCUIT, outbox=outbox,
+                                     tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+               for outbox in outboxes]
+    try:
+        threads = {outbox.replayer._thread for outbox in outboxes}
+        assert len(threads) == 1 and None not in threads
+        assert [t.name for t in threading.enumerate()].count("otel-hardening-outbox") == 1
+        for ledger in ledgers:
+            ledger.down = True
+        for n in range(12):
+            client, ledger = clients[n % 3], ledgers[n % 2]
+            with pytest.raises(RequestDeferred):
+                client.post(f"{ledger.url}/w", content=b"%d" % n)
+        for ledger in ledgers:
+            ledger.down = False
+        wait_for(lambda: sum(len(ledger.applied) for ledger in ledgers) == 12)
+        for parity, ledger in enumerate(ledgers):
+            applied = [int(body) for body in ledger.applied]
+            assert sorted(applied) == list(range(parity, 12, 2)) and ledger.duplicates == 0
+            for k in range(3):  # in order per outbox and upstream
+                mine = [n for n in applied if n % 3 == k]
+                assert mine == sorted(mine), applied
+        outboxes[0].stop()
+        assert outboxes[0].replayer._thread is None and outboxes[1].replayer._thread in threads
+    finally:
+        for outbox, client in zip(outboxes, clients, strict=True):
+            outbox.close()
+            client.close()
+        for ledger in ledgers:
+            ledger.close()
+    wait_for(lambda: "otel-hardening-outbox" not in [t.name for t in threading.enumerate()], timeout=10)

@@ -99,12 +99,13 @@ local slo = import '../rules/slo.libsonnet';
       [
         g.timeseries(
           'Retry amplification (attempts ÷ calls)',
-          'Attempts sent per logical call, per upstream: 1.0 = no retries. Above %g (1 + retry budget ratio, red) retries add more load than the budget intends and HardeningRetryStorm fires: an upstream that is down gets hit harder exactly when it is weakest. Check Retries by reason and lower max attempts or the budget ratio.' % amplificationRed,
+          'Attempts sent per logical call, per upstream: 1.0 = no retries. Above %g (1 + retry budget ratio, red) retries add more load than the budget intends and HardeningRetryStorm fires: an upstream that is down gets hit harder exactly when it is weakest. Check Retries by reason and lower max attempts or the budget ratio. Below 1: the open circuit rejects calls without sending anything.' % amplificationRed,
           [g.prom('sum by (server_address) (rate(hardening_http_client_attempts_total{%s}[$__rate_interval])) / sum by (server_address) (rate(%s))' % [s.upstream, calls()], '{{server_address}}')],
           'none',
           w=8,
           steps=[[null, 'green'], [1 + c.retryBudgetRatio / 2, 'orange'], [amplificationRed, 'red']],
-          min=1
+          // Not 1: calls the open circuit rejects send no attempt, and a clipped axis would hide them.
+          min=0
         ),
         g.timeseries(
           'Retries by reason',

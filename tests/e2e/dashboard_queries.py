@@ -60,6 +60,17 @@ class Target:
         return f"{self.dashboard} / {self.panel.get('title', '?')} / {self.ref_id}"
 
     @property
+    def unit(self) -> str:
+        """The unit Grafana draws this target's series in: a refId override's, else the panel's."""
+        config = self.panel.get("fieldConfig", {})
+        for override in config.get("overrides", []):
+            if override.get("matcher") == {"id": "byFrameRefID", "options": self.ref_id}:
+                for prop in override.get("properties", []):
+                    if prop.get("id") == "unit":
+                        return str(prop["value"])
+        return str(config.get("defaults", {}).get("unit", ""))
+
+    @property
     def text(self) -> str:
         q = self.query
         return str(q.get("expr") or " ".join(f"{k}={q[k]}" for k in ("service", "tags") if q.get(k)))
@@ -95,6 +106,31 @@ class Answer:
             if not any(finite):
                 return "only zeros"
         return None
+
+
+    def out_of_range(self) -> str | None:
+        """Why a Prometheus answer's values cannot be right for its unit, if they cannot: rates, times
+        and sizes are never negative, a ratio drawn as a percentage never exceeds 100 %, and a value
+        beyond the panel's own min/max would be drawn clipped. None when they are in range."""
+        if self.target.ds_type != "prometheus":
+            return None
+        finite = [v for v in self.values() if math.isfinite(v)]
+        if not finite:
+            return None
+        low, high = min(finite), max(finite)
+        unit = self.target.unit
+        defaults = self.target.panel.get("fieldConfig", {}).get("defaults", {})
+        floor = defaults.get("min", 0.0 if unit in NON_NEGATIVE_UNITS else None)
+        ceiling = defaults.get("max", 1.0 if unit == "percentunit" and floor is not None and floor >= 0 else None)
+        if floor is not None and low < floor - 1e-9:
+            return f"{low:g} below {floor:g} (unit {unit or 'none'})"
+        if ceiling is not None and high > ceiling + 1e-9:
+            return f"{high:g} above {ceiling:g} (unit {unit or 'none'})"
+        return None
+
+
+NON_NEGATIVE_UNITS = frozenset({"reqps", "ops", "opm", "s", "ms", "bytes", "decbytes"})
+"""Units of rates, durations and sizes: a negative value is a wrong query (a reset, a subtraction)."""
 
 
 def built_dashboards() -> list[dict[str, Any]]:

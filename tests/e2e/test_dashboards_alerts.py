@@ -371,6 +371,8 @@ def _runs(scenario: Scenario, end: float) -> list[tuple[str, Runner, dict[str, A
 
 
 def test_every_dashboard_target_returns_real_data(scenario: Scenario) -> None:
+    """Every target answers with non-trivial data (not only zeros, unless ZEROS_EXPECTED says why)
+    whose values fit its unit and the panel's min/max (dashboard_queries.Answer.out_of_range)."""
     skip_without("jaeger", "victorialogs")
     absent = _absent_here()
 
@@ -382,6 +384,8 @@ def test_every_dashboard_target_returns_real_data(scenario: Scenario) -> None:
         problems, excused = [], []
         for label, got in answers.items():
             target = got[0][1].target
+            problems += [f"{label} [{what}]: {why}\n    {a.request[:400]}" for what, a in got
+                         if (why := a.out_of_range())]
             verdicts = {what: a.verdict() for what, a in got}
             for selection in ("All", f"selected {SERVICE}"):
                 mine = {w: v for w, v in verdicts.items() if w.endswith(selection)}

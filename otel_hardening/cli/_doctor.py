@@ -247,11 +247,13 @@ def hardening_config(env: Mapping[str, str]) -> list[Finding]:
         out.append(Finding("warn", "hardening config", f"{name} is not a setting: nothing reads it (a typo?)",
                            "see docs/configuration.md for the names"))
     r, c, h = config.retry, config.circuit, config.health
+    outbox = ("off" if config.outbox is None else "on, the app's default file" if not config.outbox
+              else f"on, {redact_url(config.outbox) if config.outbox.startswith(('redis', 'unix')) else config.outbox}")
     out.append(Finding("ok", "hardening config",
                        f"in effect: retries {r.max_attempts} attempts within {r.deadline:g} s, "
                        f"circuit opens after {c.fail_max} failures for {c.reset_timeout:g} s, health "
                        f"{'on' if h.enabled else 'off'} (recovery hold {h.recovery_hold:g} s), resources "
-                       f"{'on' if config.resources.enabled else 'off'}; "
+                       f"{'on' if config.resources.enabled else 'off'}, outbox {outbox}; "
                        f"{len(ours)} OTEL_PYTHON_HARDENING_* variable(s) set"))
     return out
 

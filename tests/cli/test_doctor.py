@@ -216,6 +216,13 @@ def test_the_hardening_config_in_effect_and_what_fell_back() -> None:
     assert "WARN  hardening config: OTEL_PYTHON_HARDENING_RETRY_MAX_ATTEMPT is not a setting" in out, out
     assert "circuit opens after 7 failures" in out and "5 OTEL_PYTHON_HARDENING_* variable(s) set" in out, out
     assert "t0k3n" not in out + result.stderr
+    assert "outbox off;" in out, out
+
+
+def test_the_outbox_in_effect_without_its_password() -> None:
+    result = doctor("--no-probe", env={"OTEL_PYTHON_HARDENING_OUTBOX": "redis://app:pa55word@cache:6379/2", **GOOD})
+    assert "outbox on, redis://cache:6379/2;" in result.stdout, result.stdout
+    assert "pa55word" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("env", [

@@ -4,11 +4,17 @@ metrics, logs) over OTLP, as an application configures them. The logs carry what
 from VictoriaLogs: health-change records and leak hunt reports.
 
     python -m tests.e2e.workload --port 8080 --upstream http://127.0.0.1:8081 --rps 10 [--outbox DIR]
+        [--bypass] [--leak-kib-per-second N]
 
 With ``--outbox DIR`` it also writes through two outboxes stored in DIR (docs/outbox.md), a POST a
 second each: ``orders`` to /orders (deferred during an outage, replayed after it) and to
 /orders-rejected (deferred, then answered 422 on replay: a dead letter, when the upstream rejects
 that path), and ``audit`` (room for 2 entries) to /audit (refused once full).
+
+With ``--bypass`` it also sends a GET a second through a client hardening cannot apply to: its
+transport's connection pool is the app's own wrapper, not httpcore's pool (otel_hardening/http/hooks.py
+refuses it and counts ``hardening.bypassed{reason="hook_missing"}``). With ``--leak-kib-per-second N``
+it keeps N KiB a second forever (RSS grows steadily: the leak detector's case).
 
     GET /hunt?seconds=2  allocate and keep memory from one line while otel_hardening.resources.hunt()
                          watches, inside a traced request; answers the report's top site as JSON
@@ -109,6 +115,40 @@ def writes(upstream: str, directory: str, providers: Providers, stop: threading.
                     client.post(f"{upstream}{path}", json={"at": time.time()})
 
 
+class CountingPool:
+    """An app's own wrapper around httpcore's pool (counting requests): not an httpcore pool, so the
+    layer cannot put its deadline under it and leaves the client unhardened."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.requests = 0
+
+    def handle_request(self, request: Any) -> Any:
+        self.requests += 1
+        return self.pool.handle_request(request)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def bypassed_traffic(upstream: str, tracer: trace.Tracer, stop: threading.Event) -> None:
+    """A GET a second through a client whose transport's pool is a CountingPool (see --bypass)."""
+    transport = httpx.HTTPTransport()
+    transport._pool = CountingPool(transport._pool)  # type: ignore[assignment]
+    with httpx.Client(transport=transport, timeout=2.0) as client:  # install() cannot harden it
+        while not stop.wait(1.0):
+            with tracer.start_as_current_span("GET /work-bypassed", kind=trace.SpanKind.SERVER), \
+                    contextlib.suppress(httpx.HTTPError):
+                client.get(f"{upstream}/data")
+
+
+def leak_forever(kib_per_second: float, stop: threading.Event) -> None:
+    """Keep ``kib_per_second`` KiB a second, in ten steps a second, each page written (counted in RSS)."""
+    step = int(kib_per_second * 1024 / 10)
+    while not stop.wait(0.1):
+        _LEAK.append(bytearray(b"\x01") * step)
+
+
 def hunt(seconds: float, tracer: trace.Tracer) -> dict[str, Any]:
     """A leak for the hunt to name: a thread keeps 64 KiB a tick from one line while it watches."""
     done = threading.Event()
@@ -137,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--rps", type=float, default=10.0)
     parser.add_argument("--outbox", metavar="DIR", help="also write through outboxes stored in DIR")
+    parser.add_argument("--bypass", action="store_true", help="also send through a client hardening cannot apply to")
+    parser.add_argument("--leak-kib-per-second", type=float, default=0.0, help="keep this much memory a second")
     args = parser.parse_args(argv)
 
     providers = Providers()
@@ -150,6 +192,10 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=async_traffic, args=(upstream, args.rps / 2, tracer, stop), daemon=True).start()
     if args.outbox:
         threading.Thread(target=writes, args=(upstream, args.outbox, providers, stop), daemon=True).start()
+    if args.bypass:
+        threading.Thread(target=bypassed_traffic, args=(upstream, tracer, stop), daemon=True).start()
+    if args.leak_kib_per_second > 0:
+        threading.Thread(target=leak_forever, args=(args.leak_kib_per_second, stop), daemon=True).start()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

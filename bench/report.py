@@ -70,6 +70,10 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             g = s["rss_growth_mib"]
             add(f"RSS growth after {col['spans']:,} spans, collector {scenario}", g, "< 20 MiB", g < 20.0,
                 f"{g:.1f} MiB")
+    reject = results.get("faults", {}).get("reject_open", {}).get("layer_cpu_us")
+    if reject is not None:
+        add("reject while the circuit is open, the layer's CPU (request built)", reject, "≤ 30 µs",
+            reject <= 30.0, f"{reject:.1f} µs")
     res = results.get("resources")
     if res:
         v = res["total_core_pct"]
@@ -185,8 +189,13 @@ def _faults(results: dict[str, Any]) -> Iterator[str]:
     yield "|---|---:|---:|---|"
     yield (f"| reject while the circuit is open, µs wall (CPU) | {ro['hardened_wall_us']:.0f} "
            f"({ro['hardened_cpu_us']:.0f}) | {ro['pybreaker_wall_us']:.0f} ({ro['pybreaker_cpu_us']:.0f}) | "
-           "ours goes through httpx (request built, a `hardening.request` span with its event); "
-           "pybreaker's `call()` rejects before httpx is called |")
+           + ("ours goes through httpx (`client.get`: the request is built, then rejected); " if "layer_cpu_us" in ro
+              else "ours goes through httpx (request built, a `hardening.request` span with its event); ")
+           + "pybreaker's `call()` rejects before httpx is called |")
+    if "layer_cpu_us" in ro:
+        yield (f"| the same, the layer alone: CPU µs (request built, caller span recording) | "
+               f"{ro['layer_cpu_us']:.1f} | {ro['pybreaker_cpu_us']:.1f} | goal ≤ 30 µs; the first rejection "
+               "per upstream each second gets a `hardening.request` span, the rest an event on the caller's span |")
     yield (f"| attempts per request, total outage, 16 threads (ours {hi['rate_per_s']:.0f} req/s, "
            f"peer {peer['rate_per_s']:.0f} req/s) | {hi['attempts_per_request']:.2f} "
            f"(second half {hi['attempts_per_request_second_half']:.2f}) | {peer['attempts_per_request']:.2f} | "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 from opentelemetry import trace
@@ -140,6 +140,8 @@ class Call:
         permit = self.upstream.circuit.acquire(transitions)
         self._state_events(transitions)
         if permit is None:
+            if self.attempt == 0 and not transitions and not self.upstream.trace_rejection(self.start):
+                self._reject_untraced()
             retry_in = self.upstream.circuit.seconds_until_trial()
             self.denied = "circuit_open"
             self._ensure_span().add_event(tm.EVENT_RETRY_DENIED, {"hardening.retry.reason": "circuit_open"})
@@ -151,6 +153,19 @@ class Call:
         self.permit = permit
         self.attempt += 1
         return True
+
+    def _reject_untraced(self) -> NoReturn:
+        """A rejection like one already traced this second: counted, and an event on the caller's span.
+
+        Rejections are the common case during an outage; a span each would cost more than a request.
+        """
+        self.finished = True
+        upstream = self.upstream
+        upstream.tally.add(tm.REJECTED_CIRCUIT_OPEN, 0)
+        caller = trace.get_current_span()
+        if caller.is_recording():
+            caller.add_event(tm.EVENT_CIRCUIT_REJECTED, upstream.rejected_event_attrs)
+        raise CircuitOpenError(upstream.name, upstream.circuit.seconds_until_trial(), request=self.request)
 
     def attempt_started(self) -> None:
         """The attempt entered the connection pool (pool.py), inside its CLIENT span if there is one."""

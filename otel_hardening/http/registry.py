@@ -130,7 +130,9 @@ class Upstream:
         "host",
         "last_used",
         "name",
+        "next_traced_rejection",
         "port",
+        "rejected_event_attrs",
         "series",
         "tally",
         "telemetry",
@@ -150,6 +152,8 @@ class Upstream:
         self.circuit = Circuit(name, circuit, make_storage(circuit.storage, name), self._state_changed)
         self.tally = Tally()
         self.last_used = time.monotonic()
+        self.next_traced_rejection = 0.0
+        self.rejected_event_attrs = {"hardening.circuit.name": name}
 
     @property
     def base_attrs(self) -> dict[str, Any]:
@@ -162,12 +166,21 @@ class Upstream:
         self.last_used = time.monotonic()
         self.budget.deposit()
 
+    def trace_rejection(self, now: float) -> bool:
+        """Whether a rejection at ``now`` gets its own ``hardening.request`` span: the first one after
+        each circuit transition, then one per ``TRACED_REJECTION_INTERVAL``."""
+        if now < self.next_traced_rejection:
+            return False
+        self.next_traced_rejection = now + tm.TRACED_REJECTION_INTERVAL
+        return True
+
     def finished(self, outcome: str, attempts: int, acted: bool) -> None:
         self.tally.add(outcome, attempts)
-        if acted:
+        if acted and attempts:  # a rejected call made no attempt: it is not an attempts-per-call sample
             self.telemetry.retried_attempts.record(attempts, self.attrs.base)
 
     def _state_changed(self, circuit: Circuit, old: str, new: str) -> None:
+        self.next_traced_rejection = 0.0
         self.telemetry.transitions.add(1, self.attrs.state[new])
         level = logging.WARNING if new == "open" else logging.INFO
         logger.log(level, "otel_hardening: circuit %s %s -> %s", self.name, old, new)

@@ -34,6 +34,9 @@ SPAN_NAME = "hardening.request"
 EVENT_RETRY = "hardening.retry"
 EVENT_RETRY_DENIED = "hardening.retry.denied"
 EVENT_CIRCUIT_STATE = "hardening.circuit.state_change"
+EVENT_CIRCUIT_REJECTED = "hardening.circuit.rejected"
+TRACED_REJECTION_INTERVAL = 1.0
+"""Seconds between two rejections of one upstream that get a ``hardening.request`` span each."""
 
 _DELAY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10)

@@ -168,7 +168,8 @@ class Circuit:
                 permit.trial = False  # released once, whatever comes after
 
     def record_success(self, permit: Permit, transitions: list[tuple[str, str]]) -> None:
-        self._release(permit)
+        if permit.trial:
+            self._release(permit)
         breaker = self._breaker
         if permit.state == CLOSED and breaker.fail_counter == 0:
             return  # nothing to reset: keep the common path free of storage writes

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 import httpx
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from otel_hardening._env import check_seconds
@@ -59,12 +59,14 @@ class Engine:
     def begin(self, request: httpx.Request) -> Call:
         url = request.url
         key = (url.scheme, url.host, url.port)
-        if self._generation != REGISTRY.generation or len(self._upstreams) > _CACHED_UPSTREAMS:
+        if self._generation != REGISTRY.generation:
             self._upstreams = {}
             self._generation = REGISTRY.generation
         upstream = self._upstreams.get(key)
         if upstream is None:
             upstream = REGISTRY.get(url, self.circuit, self.budget, self.telemetry)
+            if len(self._upstreams) >= _CACHED_UPSTREAMS:
+                self._upstreams = {}
             self._upstreams[key] = upstream
         return Call(self, request, upstream)
 
@@ -82,8 +84,9 @@ class Call:
     deadline_at: float | None = None
     _delays: Iterator[float] | None = None
     _redacted_url: str | None = None
+    _url_checked = False
     _spanned = 0
-    _outer_span_id = 0
+    _outer_context: context.Context | None = None
     _token: Any = None
     _scope: Any = None
 
@@ -95,20 +98,19 @@ class Call:
         self.retry = retry
         self.max_attempts = retry.max_attempts
         self.deadline = retry.deadline
-        idempotent = pol.is_idempotent(request) or retry.retry_non_idempotent
+        idempotent = retry.retry_non_idempotent or pol.is_idempotent(request)
         enabled = True
-        options = pol.request_options(request.extensions)
-        if options is not None:
-            enabled, idempotent = self._apply(options, enabled, idempotent)
+        if "hardening" in request.extensions:
+            options = pol.request_options(request.extensions)
+            if options is not None:
+                enabled, idempotent = self._apply(options, enabled, idempotent)
         self.can_retry = enabled and self.max_attempts > 1 and idempotent and pol.is_replayable(request)
-        if has_secret_query(request.url):
-            self._redacted_url = redact_url(request.url)
-        self.start = time.monotonic()
-        self.start_ns = time.time_ns()
+        self.start = now = time.monotonic()
         if self.can_retry:
             # only a call that may be retried has a deadline (pool.py): the others keep their timeouts
-            self.deadline_at = self.start + self.deadline
-        upstream.started()
+            self.deadline_at = now + self.deadline
+        upstream.last_used = now
+        upstream.budget.deposit(now)
 
     def _apply(self, options: Mapping[str, object], enabled: bool, idempotent: bool) -> tuple[bool, bool]:
         unknown = set(options) - _OPTION_KEYS
@@ -138,7 +140,8 @@ class Call:
         """
         transitions: list[tuple[str, str]] = []
         permit = self.upstream.circuit.acquire(transitions)
-        self._state_events(transitions)
+        if transitions:
+            self._state_events(transitions)
         if permit is None:
             if self.attempt == 0 and not transitions and not self.upstream.trace_rejection(self.start):
                 self._reject_untraced()
@@ -173,19 +176,26 @@ class Call:
         if self._spanned == attempt:
             return
         self._spanned = attempt
-        span = trace.get_current_span()
-        ctx = span.get_span_context()
-        if ctx.span_id == self._outer_span_id or not span.is_recording():
+        current, outer = context.get_current(), self._outer_context
+        if current is outer:
+            return  # no CLIENT span: opentelemetry-instrumentation-httpx is not active
+        span = trace.get_current_span(current)
+        if span is trace.get_current_span(outer) or not span.is_recording():
             return  # no CLIENT span: opentelemetry-instrumentation-httpx is not active
         if attempt > 1:
             span.set_attribute("http.request.resend_count", attempt - 1)
+        if not self._url_checked:  # only an attempt with a span shows the URL
+            self._url_checked = True
+            url = self.request.url
+            if has_secret_query(url):
+                self._redacted_url = redact_url(url)
         if self._redacted_url is not None:
             # the instrumentation reports the URL as url.full, http.url (old semconv) or both
             present = getattr(span, "attributes", None) or {}
             for key in [k for k in _URL_KEYS if k in present] or ["url.full"]:
                 span.set_attribute(key, self._redacted_url)
         if attempt == 1:
-            self.first_attempt = ctx
+            self.first_attempt = span.get_span_context()
 
     # --- after an attempt -------------------------------------------------------------------
     def on_response(self, response: httpx.Response) -> float | None:
@@ -193,13 +203,15 @@ class Call:
         status = response.status_code
         assert self.permit is not None
         transitions: list[tuple[str, str]] = []
-        if pol.is_failure_status(status):
+        failed = pol.is_failure_status(status)
+        if failed:
             self.upstream.circuit.record_failure(self.permit, str(status), transitions)
         else:
             self.upstream.circuit.record_success(self.permit, transitions)
-        self._state_events(transitions)
+        if transitions:
+            self._state_events(transitions)
         if status not in self.retry.retry_statuses:
-            self._finish(self._outcome(ok=not pol.is_failure_status(status)))
+            self._finish(self._outcome(ok=not failed))
             return None
         retry_after = None
         if status in pol.RETRY_AFTER_STATUSES:
@@ -298,8 +310,10 @@ class Call:
     def _ensure_span(self) -> trace.Span:
         if self.span is None:
             links = [Link(self.first_attempt)] if self.first_attempt is not None else None
+            # the logical request's start, on the wall clock the SDK uses (measured on the monotonic one)
+            start_ns = time.time_ns() - int((time.monotonic() - self.start) * 1e9)
             self.span = self.telemetry.tracer.start_span(
-                tm.SPAN_NAME, kind=SpanKind.INTERNAL, start_time=self.start_ns, links=links,
+                tm.SPAN_NAME, kind=SpanKind.INTERNAL, start_time=start_ns, links=links,
                 attributes=tm.span_attributes(self.upstream, self.request.method),
             )
         return self.span
@@ -314,7 +328,7 @@ class Call:
         if span is not None:
             self._scope = trace.use_span(span, end_on_exit=False)
             self._scope.__enter__()
-        self._outer_span_id = trace.get_current_span().get_span_context().span_id
+        self._outer_context = context.get_current()
         self._token = ATTEMPT.set(self)
 
     def __exit__(self, *exc: object) -> None:
@@ -328,9 +342,10 @@ class Call:
         self.finished = True
         self.permit = None
         span = self.span
-        self.upstream.finished(outcome, self.attempt, acted=span is not None)
         if span is None:
+            self.upstream.tally.add(outcome, self.attempt)
             return
+        self.upstream.finished_acted_on(outcome, self.attempt)
         span.set_attribute("hardening.attempts", self.attempt)
         # Trace search backends match tags exactly (Jaeger): a bool to find "retried" by.
         span.set_attribute("hardening.retried", self.attempt > 1)

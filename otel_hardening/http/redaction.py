@@ -9,7 +9,8 @@ from otel_hardening import _redaction
 
 def has_secret_query(url: httpx.URL) -> bool:
     """Whether the URL shown in telemetry must be rewritten: a secret-looking query, or a fragment."""
-    return bool(url.fragment) or _redaction.looks_secret(url.query.decode("ascii", "replace"))
+    query = url.query
+    return (bool(query) and _redaction.looks_secret(query.decode("ascii", "replace"))) or bool(url.fragment)
 
 
 def redact_url(url: httpx.URL) -> str:

@@ -68,35 +68,45 @@ class UpstreamSnapshot:
 
 
 class Tally:
-    """The counters of one upstream, or of a series' evicted upstreams."""
+    """The counters of one upstream, or of a series' evicted upstreams.
 
-    __slots__ = ("_lock", "attempts", "calls", "failures", "outcomes", "retries")
+    A call adds to two numbers (its outcome, its attempts); calls, retries and failures are derived
+    from them on read: only a rejected call makes no attempt, every other one makes its first.
+    """
+
+    __slots__ = ("_lock", "attempts", "outcomes")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.calls = self.attempts = self.retries = self.failures = 0
+        self.attempts = 0
         self.outcomes = dict.fromkeys(tm.OUTCOMES, 0)
 
     def add(self, outcome: str, attempts: int) -> None:
         with self._lock:
-            self.calls += 1
             self.outcomes[outcome] += 1
             self.attempts += attempts
-            self.retries += max(0, attempts - 1)
-            if outcome in tm.FAILED_OUTCOMES:
-                self.failures += 1
+
+    @property
+    def calls(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def retries(self) -> int:
+        return self.attempts - self.calls + self.outcomes[tm.REJECTED_CIRCUIT_OPEN]
+
+    @property
+    def failures(self) -> int:
+        outcomes = self.outcomes
+        return sum(outcomes[o] for o in tm.FAILED_OUTCOMES)
 
     def merge(self, other: Tally) -> None:
-        """Add ``other``'s counts. Reads them without its lock: a collection may see one call half
-        counted, never a count going down."""
-        self.calls += other.calls
-        self.attempts += other.attempts
-        self.retries += other.retries
-        self.failures += other.failures
+        """Add ``other``'s counts (read under its lock: never one call half counted)."""
         mine = self.outcomes
-        for outcome, n in other.outcomes.items():
-            if n:
-                mine[outcome] += n
+        with other._lock:
+            self.attempts += other.attempts
+            for outcome, n in other.outcomes.items():
+                if n:
+                    mine[outcome] += n
 
 
 class Attrs:
@@ -162,10 +172,6 @@ class Upstream:
     def retry_attrs(self, error_type: str) -> dict[str, Any]:
         return self.attrs.retry_attrs(error_type)
 
-    def started(self) -> None:
-        self.last_used = time.monotonic()
-        self.budget.deposit()
-
     def trace_rejection(self, now: float) -> bool:
         """Whether a rejection at ``now`` gets its own ``hardening.request`` span: the first one after
         each circuit transition, then one per ``TRACED_REJECTION_INTERVAL``."""
@@ -174,9 +180,10 @@ class Upstream:
         self.next_traced_rejection = now + tm.TRACED_REJECTION_INTERVAL
         return True
 
-    def finished(self, outcome: str, attempts: int, acted: bool) -> None:
+    def finished_acted_on(self, outcome: str, attempts: int) -> None:
+        """A call hardening acted on (it has a ``hardening.request`` span) finished."""
         self.tally.add(outcome, attempts)
-        if acted and attempts:  # a rejected call made no attempt: it is not an attempts-per-call sample
+        if attempts:  # a rejected call made no attempt: it is not an attempts-per-call sample
             self.telemetry.retried_attempts.record(attempts, self.attrs.base)
 
     def _state_changed(self, circuit: Circuit, old: str, new: str) -> None:
@@ -282,8 +289,7 @@ class Registry:
         out: dict[str, Series] = {}
         for old in retired:
             series = out.setdefault(old.name, Series(old.name, old.host, old.attrs, Tally(), {}, float("inf")))
-            with old.tally._lock:  # retired tallies are shared by late finishers: merge under their lock
-                series.tally.merge(old.tally)
+            series.tally.merge(old.tally)
         for u in live:
             found = out.get(u.series)
             if found is None:

@@ -21,13 +21,14 @@ from opentelemetry import context, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from otel_hardening._env import check_seconds
+from otel_hardening._redaction import needs_redaction, redact_url
 from otel_hardening.config import MAX_DEADLINE, BudgetPolicy, CircuitPolicy, RetryPolicy
+from otel_hardening.http import outcomes
 from otel_hardening.http import policy as pol
 from otel_hardening.http import telemetry as tm
 from otel_hardening.http.circuit import OPEN, Permit
+from otel_hardening.http.deadline import ATTEMPT
 from otel_hardening.http.errors import CircuitOpenError
-from otel_hardening.http.pool import ATTEMPT
-from otel_hardening.http.redaction import has_secret_query, redact_url
 from otel_hardening.http.registry import REGISTRY, Upstream
 
 _URL_KEYS = ("url.full", "http.url")
@@ -36,7 +37,7 @@ _OPTION_KEYS = frozenset({"retry", "max_attempts", "idempotent", "deadline"})
 
 
 class Engine:
-    """Policies, telemetry and the switch for one hardened transport."""
+    """Policies, telemetry and the on/off switch of the clients one ``harden()`` or ``install()`` call hardened."""
 
     def __init__(
         self,
@@ -107,7 +108,7 @@ class Call:
         self.can_retry = enabled and self.max_attempts > 1 and idempotent and pol.is_replayable(request)
         self.start = now = time.monotonic()
         if self.can_retry:
-            # only a call that may be retried has a deadline (pool.py): the others keep their timeouts
+            # only a call that may be retried has a deadline (deadline.py): the others keep their timeouts
             self.deadline_at = now + self.deadline
         upstream.last_used = now
         upstream.budget.deposit(now)
@@ -149,9 +150,9 @@ class Call:
             self.denied = "circuit_open"
             self._ensure_span().add_event(tm.EVENT_RETRY_DENIED, {"hardening.retry.reason": "circuit_open"})
             if self.attempt > 0:
-                self._finish(tm.FAILURE_AFTER_RETRY)
+                self._finish(outcomes.FAILURE_AFTER_RETRY)
                 return False
-            self._finish(tm.REJECTED_CIRCUIT_OPEN)
+            self._finish(outcomes.REJECTED_CIRCUIT_OPEN)
             raise CircuitOpenError(self.upstream.name, retry_in, request=self.request)
         self.permit = permit
         self.attempt += 1
@@ -164,14 +165,14 @@ class Call:
         """
         self.finished = True
         upstream = self.upstream
-        upstream.tally.add(tm.REJECTED_CIRCUIT_OPEN, 0)
+        upstream.tally.add(outcomes.REJECTED_CIRCUIT_OPEN, 0)
         caller = trace.get_current_span()
         if caller.is_recording():
             caller.add_event(tm.EVENT_CIRCUIT_REJECTED, upstream.rejected_event_attrs)
         raise CircuitOpenError(upstream.name, upstream.circuit.seconds_until_trial(), request=self.request)
 
     def attempt_started(self) -> None:
-        """The attempt entered the connection pool (pool.py), inside its CLIENT span if there is one."""
+        """The attempt entered the connection pool (deadline.py), inside its CLIENT span if there is one."""
         attempt = self.attempt
         if self._spanned == attempt:
             return
@@ -187,7 +188,7 @@ class Call:
         if not self._url_checked:  # only an attempt with a span shows the URL
             self._url_checked = True
             url = self.request.url
-            if has_secret_query(url):
+            if needs_redaction(url):
                 self._redacted_url = redact_url(url)
         if self._redacted_url is not None:
             # the instrumentation reports the URL as url.full, http.url (old semconv) or both
@@ -293,10 +294,10 @@ class Call:
 
     def _outcome(self, ok: bool) -> str:
         if ok:
-            return tm.SUCCESS if self.attempt <= 1 else tm.SUCCESS_AFTER_RETRY
+            return outcomes.SUCCESS if self.attempt <= 1 else outcomes.SUCCESS_AFTER_RETRY
         if self.denied == "retry_budget":
-            return tm.REJECTED_RETRY_BUDGET
-        return tm.FAILURE if self.attempt <= 1 else tm.FAILURE_AFTER_RETRY
+            return outcomes.REJECTED_RETRY_BUDGET
+        return outcomes.FAILURE if self.attempt <= 1 else outcomes.FAILURE_AFTER_RETRY
 
     # --- telemetry --------------------------------------------------------------------------
     def _state_events(self, transitions: list[tuple[str, str]]) -> None:
@@ -314,11 +315,11 @@ class Call:
             start_ns = time.time_ns() - int((time.monotonic() - self.start) * 1e9)
             self.span = self.telemetry.tracer.start_span(
                 tm.SPAN_NAME, kind=SpanKind.INTERNAL, start_time=start_ns, links=links,
-                attributes=tm.span_attributes(self.upstream, self.request.method),
+                attributes=self.upstream.span_attributes(self.request.method),
             )
         return self.span
 
-    # --- the attempt's context (pool.py reads it: the deadline, and the attempt's start) ---------
+    # --- the attempt's context (deadline.py reads it: the deadline, and the attempt's start) -----
     def __enter__(self) -> None:
         """Run the next attempt: inside the INTERNAL span once there is one, and as ``ATTEMPT``.
 
@@ -351,6 +352,6 @@ class Call:
         span.set_attribute("hardening.retried", self.attempt > 1)
         span.set_attribute("hardening.outcome", outcome)
         span.set_attribute("hardening.circuit.state", self.upstream.circuit.state)
-        if outcome in tm.FAILED_OUTCOMES:
+        if outcome in outcomes.FAILED_OUTCOMES:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()

@@ -19,7 +19,7 @@ which runs the loop below and, for each attempt, calls the class's own ``_send_s
 Wrapping the transport instead (an ``httpx.BaseTransport`` around the original) would hide the
 transport's type and attributes from code that inspects them, and ``instrument_client`` would wrap
 the wrapper: one CLIENT span around all attempts. The one thing added under the transport is in
-pool.py (the deadline on sockets and the attempt's start).
+deadline.py (the deadline on sockets and the attempt's start).
 
 The loop of one logical request: take a circuit permit, send one attempt, ask the engine whether
 and how long to wait, wait, repeat. What it guarantees the host application:

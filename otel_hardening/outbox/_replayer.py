@@ -83,7 +83,7 @@ class Replayer:
                 return
             self._stopping.clear()
             if self._unlisten is None:
-                from otel_hardening.http.registry import add_transition_listener
+                from otel_hardening.http.transitions import add_transition_listener
 
                 self._unlisten = add_transition_listener(self._on_transition)
             self._thread = threading.Thread(target=self._run, daemon=True,

@@ -79,7 +79,7 @@ class Call:
     attempt = 0
     permit: Permit | None = None
     span: trace.Span | None = None
-    first_attempt: trace.SpanContext | None = None
+    first_attempt_span: trace.Span | None = None
     denied: str | None = None
     finished = False
     deadline_at: float | None = None
@@ -196,7 +196,7 @@ class Call:
             for key in [k for k in _URL_KEYS if k in present] or ["url.full"]:
                 span.set_attribute(key, self._redacted_url)
         if attempt == 1:
-            self.first_attempt = span.get_span_context()
+            self.first_attempt_span = span
 
     # --- after an attempt -------------------------------------------------------------------
     def on_response(self, response: httpx.Response) -> float | None:
@@ -310,7 +310,8 @@ class Call:
 
     def _ensure_span(self) -> trace.Span:
         if self.span is None:
-            links = [Link(self.first_attempt)] if self.first_attempt is not None else None
+            first = self.first_attempt_span
+            links = [Link(first.get_span_context())] if first is not None else None
             # the logical request's start, on the wall clock the SDK uses (measured on the monotonic one)
             start_ns = time.time_ns() - int((time.monotonic() - self.start) * 1e9)
             self.span = self.telemetry.tracer.start_span(

@@ -119,9 +119,9 @@ def _replay(store: Any, args: argparse.Namespace, where: str, name: str) -> int:
     before = store.stats()
     try:
         outbox.replayer.round()
+        after = store.stats()
     finally:
-        outbox.replayer.stop()
-    after = store.stats()
+        outbox.close()  # out of the process's health report now, not when the garbage collector gets to it
     print(f"sent from here: {before.pending - after.pending} delivered, {after.dead - before.dead} dead-lettered, "
           f"{after.pending} still pending")
     return 0 if after.pending == 0 else 1

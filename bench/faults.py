@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from opentelemetry import trace
 
 from bench import _proc, _upstream, _variants
 
@@ -71,11 +72,19 @@ def reject_open(n: int) -> dict[str, Any]:
                 fn()
         return (time.perf_counter() - wall) / n * 1e6, (time.process_time() - cpu) / n * 1e6
 
-    ours, peer = [], []
-    for _ in range(5):
-        ours.append(timed(lambda: client.get(url), CircuitOpenError))
-        peer.append(timed(lambda: breaker.call(plain.get, url), pybreaker.CircuitBreakerError))
+    # The layer alone: its per-request step with the request already built (what pybreaker's call()
+    # is compared with), inside a recording caller span as in a traced app (the rejection's event).
+    request = client.build_request("GET", url)
+    layer_step = client._send_single_request
+    caller = trace.get_tracer("bench").start_span("caller")
+    ours, peer, layer = [], [], []
+    with trace.use_span(caller, end_on_exit=True):
+        for _ in range(5):
+            ours.append(timed(lambda: client.get(url), CircuitOpenError))
+            peer.append(timed(lambda: breaker.call(plain.get, url), pybreaker.CircuitBreakerError))
+            layer.append(timed(lambda: layer_step(request), CircuitOpenError))
     return {
+        "layer_cpu_us": statistics.median(c for _, c in layer),
         "hardened_wall_us": statistics.median(w for w, _ in ours),
         "hardened_cpu_us": statistics.median(c for _, c in ours),
         "pybreaker_wall_us": statistics.median(w for w, _ in peer),

@@ -97,6 +97,8 @@ def timing(urls: dict[str, str], plan: Plan, log: Callable[[str], None]) -> dict
             "p99_ratio_3_4": _ratio(by_variant, "p99_ms", 3, 4),
             "cpu_rounds_3_2": sorted(x["cpu_us"] / y["cpu_us"]
                                      for x, y in zip(by_variant[3], by_variant[2], strict=True)),
+            "cpu_rounds_3_4": sorted(x["cpu_us"] / y["cpu_us"]
+                                     for x, y in zip(by_variant[3], by_variant[4], strict=True)),
         }
     return out
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +50,11 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         c = counts.get(mode, {}).get("ratio_3_2")
         if c is not None:
             add(f"instructions 3/2, {MODE_LABELS[mode]}", c, "≤ 1.05", c <= 1.05, f"{c:.3f}")
+    async_rounds = timing.get("async", {}).get("cpu_rounds_3_4")
+    if async_rounds:
+        r = timing["async"]["cpu_ratio_3_4"]
+        add(f"not behind stamina + pybreaker (CPU 3/4), async, 200 concurrent, {len(async_rounds)} rounds", r,
+            "≤ 1.00", r <= 1.0, f"{r:.3f}")
     for mode in ("threads_slow", "async"):
         t = timing.get(mode)
         if t:
@@ -70,6 +77,10 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             g = s["rss_growth_mib"]
             add(f"RSS growth after {col['spans']:,} spans, collector {scenario}", g, "< 20 MiB", g < 20.0,
                 f"{g:.1f} MiB")
+    reject = results.get("faults", {}).get("reject_open", {}).get("layer_cpu_us")
+    if reject is not None:
+        add("reject while the circuit is open, the layer's CPU (request built)", reject, "≤ 30 µs",
+            reject <= 30.0, f"{reject:.1f} µs")
     res = results.get("resources")
     if res:
         v = res["total_core_pct"]
@@ -116,6 +127,27 @@ def _timing_rows(results: dict[str, Any]) -> Iterator[str]:
         yield row("peak RSS, MiB", "peak_rss_mib", 0)
 
 
+CONFIDENCE_Z = 1.96
+"""95 % normal interval: how many rounds make a median of per-round ratios trustworthy to ±2 %."""
+
+
+def rounds_needed(ratios: list[float], half_width: float = 0.02) -> int | None:
+    """Rounds for a 95 % interval of ``half_width`` around the mean ratio, from the spread seen."""
+    if len(ratios) < 2:
+        return None
+    return math.ceil((CONFIDENCE_Z * statistics.stdev(ratios) / half_width) ** 2)
+
+
+def _async_rounds(t: dict[str, Any]) -> Iterator[str]:
+    ratios = t.get("cpu_rounds_3_4")
+    if not ratios or len(ratios) < 2:
+        return
+    yield (f"Async CPU 3/4 per round: {min(ratios):.2f} to {max(ratios):.2f} over {len(ratios)} rounds "
+           f"(standard deviation {statistics.stdev(ratios):.3f}); a ±2 % answer at 95 % takes about "
+           f"{rounds_needed(ratios)} rounds, ±5 % about {rounds_needed(ratios, 0.05)}.")
+    yield ""
+
+
 def markdown(results: dict[str, Any], readme: bool = False) -> str:
     meta = results["meta"]
     lines = []
@@ -141,6 +173,7 @@ def markdown(results: dict[str, Any], readme: bool = False) -> str:
                   "own process; ratios are medians of per-round ratios; instructions from callgrind)", ""]
         lines += list(_timing_rows(results))
         lines.append("")
+        lines += list(_async_rounds(timing.get("async", {})))
     layer = results.get("layer")
     if layer:
         lines += ["**The layer alone** (canned inner transport, no network: hardened minus plain client)", "",
@@ -192,8 +225,13 @@ def _faults(results: dict[str, Any]) -> Iterator[str]:
     yield "|---|---:|---:|---|"
     yield (f"| reject while the circuit is open, µs wall (CPU) | {ro['hardened_wall_us']:.0f} "
            f"({ro['hardened_cpu_us']:.0f}) | {ro['pybreaker_wall_us']:.0f} ({ro['pybreaker_cpu_us']:.0f}) | "
-           "ours goes through httpx (request built, a `hardening.request` span with its event); "
-           "pybreaker's `call()` rejects before httpx is called |")
+           + ("ours goes through httpx (`client.get`: the request is built, then rejected); " if "layer_cpu_us" in ro
+              else "ours goes through httpx (request built, a `hardening.request` span with its event); ")
+           + "pybreaker's `call()` rejects before httpx is called |")
+    if "layer_cpu_us" in ro:
+        yield (f"| the same, the layer alone: CPU µs (request built, caller span recording) | "
+               f"{ro['layer_cpu_us']:.1f} | {ro['pybreaker_cpu_us']:.1f} | goal ≤ 30 µs; the first rejection "
+               "per upstream each second gets a `hardening.request` span, the rest an event on the caller's span |")
     yield (f"| attempts per request, total outage, 16 threads (ours {hi['rate_per_s']:.0f} req/s, "
            f"peer {peer['rate_per_s']:.0f} req/s) | {hi['attempts_per_request']:.2f} "
            f"(second half {hi['attempts_per_request_second_half']:.2f}) | {peer['attempts_per_request']:.2f} | "

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
+import httpx
+
 REDACTED = "REDACTED"
 
 # A query parameter whose name contains one of these carries a secret often enough to hide them all.
@@ -25,11 +27,18 @@ def looks_secret(query: str) -> bool:
     return SECRET_PARAM.search(unquote_plus(query) if "%" in query else query) is not None
 
 
-def redact_url(url: str) -> str:
+def needs_redaction(url: httpx.URL) -> bool:
+    """Whether a request URL shown in telemetry must be rewritten: a secret-looking query, or a fragment
+    (userinfo is not looked at: opentelemetry-instrumentation-httpx already removes it)."""
+    query = url.query
+    return (bool(query) and looks_secret(query.decode("ascii", "replace"))) or bool(url.fragment)
+
+
+def redact_url(url: str | httpx.URL) -> str:
     """``url`` without userinfo or fragment (OAuth puts tokens there), with the values of secret-looking
     query parameters (names percent-decoded) replaced."""
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(str(url))
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"

@@ -27,7 +27,7 @@ class CircuitCauses:
         self._latest: OrderedDict[str, SpanContext] = OrderedDict()
 
     def record(self, upstream: str, old: str, new: str) -> None:
-        """A transition listener (``registry.add_transition_listener``): quick, never raises."""
+        """A transition listener (``transitions.add_transition_listener``): quick, never raises."""
         context = trace.get_current_span().get_span_context()
         with self._lock:
             self._latest.pop(upstream, None)

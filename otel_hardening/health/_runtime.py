@@ -144,10 +144,10 @@ class Monitor:
 
     def _subscribe(self) -> None:
         try:
-            from otel_hardening.http import registry
+            from otel_hardening.http import transitions
 
-            self._unsubscribe.append(registry.add_transition_listener(self.causes.record))
-            self._unsubscribe.append(registry.add_transition_listener(self.wake))
+            self._unsubscribe.append(transitions.add_transition_listener(self.causes.record))
+            self._unsubscribe.append(transitions.add_transition_listener(self.wake))
         except (ImportError, AttributeError):
             pass
         try:

@@ -39,9 +39,8 @@ class RetryBudget:
         self._count = 0
         self._tick = now
 
-    def deposit(self) -> None:
-        """Called once per logical request."""
-        now = time.monotonic()
+    def deposit(self, now: float) -> None:
+        """Called once per logical request, at ``now`` (``time.monotonic()``)."""
         with self._lock:
             if now - self._tick >= 1.0:
                 self._roll(now)

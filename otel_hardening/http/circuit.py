@@ -10,8 +10,9 @@ pybreaker's own state objects, and listeners, storage and thresholds stay pybrea
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pybreaker
 
@@ -71,6 +72,9 @@ class Circuit:
     ) -> None:
         self.name = name
         self._policy = policy
+        self._reset_timeout = timedelta(seconds=policy.reset_timeout)
+        self._trial_at: tuple[datetime | None, float] = (None, 0.0)
+        """When the current opening (``opened_at``) allows a trial, in ``time.monotonic()`` seconds."""
         # Re-entrant: pybreaker calls our listener (which resets trials) while we hold it.
         self._lock = threading.RLock()
         self._trials = 0
@@ -111,8 +115,11 @@ class Circuit:
         opened_at = self._breaker._state_storage.opened_at
         if opened_at is None:
             return 0.0
-        remaining = opened_at + timedelta(seconds=self._policy.reset_timeout) - utc_now()
-        return max(0.0, remaining.total_seconds())
+        seen, trial_at = self._trial_at
+        if opened_at != seen:  # once per opening: a rejection during an outage is a clock read
+            trial_at = time.monotonic() + (opened_at + self._reset_timeout - utc_now()).total_seconds()
+            self._trial_at = (opened_at, trial_at)
+        return max(0.0, trial_at - time.monotonic())
 
     def acquire(self, transitions: list[tuple[str, str]]) -> Permit | None:
         """A permit for one attempt, or None when the circuit rejects it (no I/O is to be done).
@@ -161,7 +168,8 @@ class Circuit:
                 permit.trial = False  # released once, whatever comes after
 
     def record_success(self, permit: Permit, transitions: list[tuple[str, str]]) -> None:
-        self._release(permit)
+        if permit.trial:
+            self._release(permit)
         breaker = self._breaker
         if permit.state == CLOSED and breaker.fail_counter == 0:
             return  # nothing to reset: keep the common path free of storage writes

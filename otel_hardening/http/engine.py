@@ -14,20 +14,21 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from otel_hardening._env import check_seconds
+from otel_hardening._redaction import needs_redaction, redact_url
 from otel_hardening.config import MAX_DEADLINE, BudgetPolicy, CircuitPolicy, RetryPolicy
+from otel_hardening.http import outcomes
 from otel_hardening.http import policy as pol
 from otel_hardening.http import telemetry as tm
 from otel_hardening.http.circuit import OPEN, Permit
+from otel_hardening.http.deadline import ATTEMPT
 from otel_hardening.http.errors import CircuitOpenError
-from otel_hardening.http.pool import ATTEMPT
-from otel_hardening.http.redaction import has_secret_query, redact_url
 from otel_hardening.http.registry import REGISTRY, Upstream
 
 _URL_KEYS = ("url.full", "http.url")
@@ -36,7 +37,7 @@ _OPTION_KEYS = frozenset({"retry", "max_attempts", "idempotent", "deadline"})
 
 
 class Engine:
-    """Policies, telemetry and the switch for one hardened transport."""
+    """Policies, telemetry and the on/off switch of the clients one ``harden()`` or ``install()`` call hardened."""
 
     def __init__(
         self,
@@ -59,12 +60,14 @@ class Engine:
     def begin(self, request: httpx.Request) -> Call:
         url = request.url
         key = (url.scheme, url.host, url.port)
-        if self._generation != REGISTRY.generation or len(self._upstreams) > _CACHED_UPSTREAMS:
+        if self._generation != REGISTRY.generation:
             self._upstreams = {}
             self._generation = REGISTRY.generation
         upstream = self._upstreams.get(key)
         if upstream is None:
             upstream = REGISTRY.get(url, self.circuit, self.budget, self.telemetry)
+            if len(self._upstreams) >= _CACHED_UPSTREAMS:
+                self._upstreams = {}
             self._upstreams[key] = upstream
         return Call(self, request, upstream)
 
@@ -76,14 +79,15 @@ class Call:
     attempt = 0
     permit: Permit | None = None
     span: trace.Span | None = None
-    first_attempt: trace.SpanContext | None = None
+    first_attempt_span: trace.Span | None = None
     denied: str | None = None
     finished = False
     deadline_at: float | None = None
     _delays: Iterator[float] | None = None
     _redacted_url: str | None = None
+    _url_checked = False
     _spanned = 0
-    _outer_span_id = 0
+    _outer_context: context.Context | None = None
     _token: Any = None
     _scope: Any = None
 
@@ -95,20 +99,19 @@ class Call:
         self.retry = retry
         self.max_attempts = retry.max_attempts
         self.deadline = retry.deadline
-        idempotent = pol.is_idempotent(request) or retry.retry_non_idempotent
+        idempotent = retry.retry_non_idempotent or pol.is_idempotent(request)
         enabled = True
-        options = pol.request_options(request.extensions)
-        if options is not None:
-            enabled, idempotent = self._apply(options, enabled, idempotent)
+        if "hardening" in request.extensions:
+            options = pol.request_options(request.extensions)
+            if options is not None:
+                enabled, idempotent = self._apply(options, enabled, idempotent)
         self.can_retry = enabled and self.max_attempts > 1 and idempotent and pol.is_replayable(request)
-        if has_secret_query(request.url):
-            self._redacted_url = redact_url(request.url)
-        self.start = time.monotonic()
-        self.start_ns = time.time_ns()
+        self.start = now = time.monotonic()
         if self.can_retry:
-            # only a call that may be retried has a deadline (pool.py): the others keep their timeouts
-            self.deadline_at = self.start + self.deadline
-        upstream.started()
+            # only a call that may be retried has a deadline (deadline.py): the others keep their timeouts
+            self.deadline_at = now + self.deadline
+        upstream.last_used = now
+        upstream.budget.deposit(now)
 
     def _apply(self, options: Mapping[str, object], enabled: bool, idempotent: bool) -> tuple[bool, bool]:
         unknown = set(options) - _OPTION_KEYS
@@ -138,39 +141,62 @@ class Call:
         """
         transitions: list[tuple[str, str]] = []
         permit = self.upstream.circuit.acquire(transitions)
-        self._state_events(transitions)
+        if transitions:
+            self._state_events(transitions)
         if permit is None:
+            if self.attempt == 0 and not transitions and not self.upstream.trace_rejection(self.start):
+                self._reject_untraced()
             retry_in = self.upstream.circuit.seconds_until_trial()
             self.denied = "circuit_open"
             self._ensure_span().add_event(tm.EVENT_RETRY_DENIED, {"hardening.retry.reason": "circuit_open"})
             if self.attempt > 0:
-                self._finish(tm.FAILURE_AFTER_RETRY)
+                self._finish(outcomes.FAILURE_AFTER_RETRY)
                 return False
-            self._finish(tm.REJECTED_CIRCUIT_OPEN)
+            self._finish(outcomes.REJECTED_CIRCUIT_OPEN)
             raise CircuitOpenError(self.upstream.name, retry_in, request=self.request)
         self.permit = permit
         self.attempt += 1
         return True
 
+    def _reject_untraced(self) -> NoReturn:
+        """A rejection like one already traced this second: counted, and an event on the caller's span.
+
+        Rejections are the common case during an outage; a span each would cost more than a request.
+        """
+        self.finished = True
+        upstream = self.upstream
+        upstream.tally.add(outcomes.REJECTED_CIRCUIT_OPEN, 0)
+        caller = trace.get_current_span()
+        if caller.is_recording():
+            caller.add_event(tm.EVENT_CIRCUIT_REJECTED, upstream.rejected_event_attrs)
+        raise CircuitOpenError(upstream.name, upstream.circuit.seconds_until_trial(), request=self.request)
+
     def attempt_started(self) -> None:
-        """The attempt entered the connection pool (pool.py), inside its CLIENT span if there is one."""
+        """The attempt entered the connection pool (deadline.py), inside its CLIENT span if there is one."""
         attempt = self.attempt
         if self._spanned == attempt:
             return
         self._spanned = attempt
-        span = trace.get_current_span()
-        ctx = span.get_span_context()
-        if ctx.span_id == self._outer_span_id or not span.is_recording():
+        current, outer = context.get_current(), self._outer_context
+        if current is outer:
+            return  # no CLIENT span: opentelemetry-instrumentation-httpx is not active
+        span = trace.get_current_span(current)
+        if span is trace.get_current_span(outer) or not span.is_recording():
             return  # no CLIENT span: opentelemetry-instrumentation-httpx is not active
         if attempt > 1:
             span.set_attribute("http.request.resend_count", attempt - 1)
+        if not self._url_checked:  # only an attempt with a span shows the URL
+            self._url_checked = True
+            url = self.request.url
+            if needs_redaction(url):
+                self._redacted_url = redact_url(url)
         if self._redacted_url is not None:
             # the instrumentation reports the URL as url.full, http.url (old semconv) or both
             present = getattr(span, "attributes", None) or {}
             for key in [k for k in _URL_KEYS if k in present] or ["url.full"]:
                 span.set_attribute(key, self._redacted_url)
         if attempt == 1:
-            self.first_attempt = ctx
+            self.first_attempt_span = span
 
     # --- after an attempt -------------------------------------------------------------------
     def on_response(self, response: httpx.Response) -> float | None:
@@ -178,13 +204,15 @@ class Call:
         status = response.status_code
         assert self.permit is not None
         transitions: list[tuple[str, str]] = []
-        if pol.is_failure_status(status):
+        failed = pol.is_failure_status(status)
+        if failed:
             self.upstream.circuit.record_failure(self.permit, str(status), transitions)
         else:
             self.upstream.circuit.record_success(self.permit, transitions)
-        self._state_events(transitions)
+        if transitions:
+            self._state_events(transitions)
         if status not in self.retry.retry_statuses:
-            self._finish(self._outcome(ok=not pol.is_failure_status(status)))
+            self._finish(self._outcome(ok=not failed))
             return None
         retry_after = None
         if status in pol.RETRY_AFTER_STATUSES:
@@ -266,10 +294,10 @@ class Call:
 
     def _outcome(self, ok: bool) -> str:
         if ok:
-            return tm.SUCCESS if self.attempt <= 1 else tm.SUCCESS_AFTER_RETRY
+            return outcomes.SUCCESS if self.attempt <= 1 else outcomes.SUCCESS_AFTER_RETRY
         if self.denied == "retry_budget":
-            return tm.REJECTED_RETRY_BUDGET
-        return tm.FAILURE if self.attempt <= 1 else tm.FAILURE_AFTER_RETRY
+            return outcomes.REJECTED_RETRY_BUDGET
+        return outcomes.FAILURE if self.attempt <= 1 else outcomes.FAILURE_AFTER_RETRY
 
     # --- telemetry --------------------------------------------------------------------------
     def _state_events(self, transitions: list[tuple[str, str]]) -> None:
@@ -282,14 +310,17 @@ class Call:
 
     def _ensure_span(self) -> trace.Span:
         if self.span is None:
-            links = [Link(self.first_attempt)] if self.first_attempt is not None else None
+            first = self.first_attempt_span
+            links = [Link(first.get_span_context())] if first is not None else None
+            # the logical request's start, on the wall clock the SDK uses (measured on the monotonic one)
+            start_ns = time.time_ns() - int((time.monotonic() - self.start) * 1e9)
             self.span = self.telemetry.tracer.start_span(
-                tm.SPAN_NAME, kind=SpanKind.INTERNAL, start_time=self.start_ns, links=links,
-                attributes=tm.span_attributes(self.upstream, self.request.method),
+                tm.SPAN_NAME, kind=SpanKind.INTERNAL, start_time=start_ns, links=links,
+                attributes=self.upstream.span_attributes(self.request.method),
             )
         return self.span
 
-    # --- the attempt's context (pool.py reads it: the deadline, and the attempt's start) ---------
+    # --- the attempt's context (deadline.py reads it: the deadline, and the attempt's start) -----
     def __enter__(self) -> None:
         """Run the next attempt: inside the INTERNAL span once there is one, and as ``ATTEMPT``.
 
@@ -299,7 +330,7 @@ class Call:
         if span is not None:
             self._scope = trace.use_span(span, end_on_exit=False)
             self._scope.__enter__()
-        self._outer_span_id = trace.get_current_span().get_span_context().span_id
+        self._outer_context = context.get_current()
         self._token = ATTEMPT.set(self)
 
     def __exit__(self, *exc: object) -> None:
@@ -313,14 +344,15 @@ class Call:
         self.finished = True
         self.permit = None
         span = self.span
-        self.upstream.finished(outcome, self.attempt, acted=span is not None)
         if span is None:
+            self.upstream.tally.add(outcome, self.attempt)
             return
+        self.upstream.finished_acted_on(outcome, self.attempt)
         span.set_attribute("hardening.attempts", self.attempt)
         # Trace search backends match tags exactly (Jaeger): a bool to find "retried" by.
         span.set_attribute("hardening.retried", self.attempt > 1)
         span.set_attribute("hardening.outcome", outcome)
         span.set_attribute("hardening.circuit.state", self.upstream.circuit.state)
-        if outcome in tm.FAILED_OUTCOMES:
+        if outcome in outcomes.FAILED_OUTCOMES:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()

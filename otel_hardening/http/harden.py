@@ -2,7 +2,7 @@
 
 httpx has no public hook around one request, so this module is the one place that touches a client's
 internals: it sets the instance attribute ``_send_single_request`` (send.py explains why there and not
-around the transports) and gives the transports' pools the deadline (pool.py). It never patches a
+around the transports) and gives the transports' pools the deadline (deadline.py). It never patches a
 class: ``HTTPTransport.handle_request`` stays opentelemetry-instrumentation-httpx's to wrap, per class
 or per client, so each attempt gets its CLIENT span.
 """
@@ -17,11 +17,12 @@ import httpx
 from opentelemetry import metrics, trace
 
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
+from otel_hardening.http.clients import track_client
+from otel_hardening.http.deadline import prepare_pool
 from otel_hardening.http.engine import Engine
 from otel_hardening.http.hooks import usable
 from otel_hardening.http.one_span import quiet_inside
-from otel_hardening.http.pool import prepare_pool
-from otel_hardening.http.registry import REGISTRY, track_client
+from otel_hardening.http.registry import REGISTRY
 from otel_hardening.http.send import AsyncHardenedSend, HardenedSend
 from otel_hardening.http.telemetry import Telemetry
 
@@ -117,7 +118,7 @@ def harden(
 def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> None:
     """Harden the client's per-request step in place (see send.py); a hardened one gets the new engine.
 
-    The transports stay the application's own; their connection pools get the deadline (pool.py).
+    The transports stay the application's own; their connection pools get the deadline (deadline.py).
     """
     current = vars(client).get("_send_single_request")
     if isinstance(current, (HardenedSend, AsyncHardenedSend)):
@@ -144,7 +145,7 @@ def unwrap_clients(engine: Engine) -> int:
     """Give every client still hardened by ``engine`` its own per-request step back; how many.
 
     A client hardened again since (``harden()`` after ``install()``) has another engine and stays
-    hardened. Its transports' pools keep the deadline-aware wrappers (pool.py): another hardened
+    hardened. Its transports' pools keep the deadline-aware wrappers (deadline.py): another hardened
     client may share the transport, and the wrappers do nothing outside a hardened attempt.
     """
     restored = 0

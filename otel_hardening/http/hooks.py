@@ -1,7 +1,7 @@
 """The private names of httpx, httpcore and pybreaker the layer relies on, checked before it patches.
 
 httpx has no public hook around one request and httpcore none under its pool, so the layer sets a
-few private attributes (send.py, pool.py explain why each one). A private name can disappear or
+few private attributes (send.py, deadline.py explain why each one). A private name can disappear or
 change in any release: an assignment to a renamed ``_send_single_request`` still succeeds, httpx
 never calls it, and the client would look hardened while nothing runs. So before a client is
 hardened every name is checked to exist with the shape the layer uses (a callable of the right
@@ -88,7 +88,7 @@ def _transports(client: httpx.Client | httpx.AsyncClient) -> Iterator[Problem | 
 def _pool(transport: object) -> Iterator[Problem]:
     # HTTPTransport._pool is httpcore's connection pool, and pool._network_backend the object that
     # opens its sockets: the only place where every socket operation of an attempt can be cut to the
-    # retry deadline (pool.py). httpcore's NetworkBackend interface itself is public.
+    # retry deadline (deadline.py). httpcore's NetworkBackend interface itself is public.
     for _ in range(4):  # an OpenTelemetry transport wraps httpx's own in ._transport
         if isinstance(transport, (httpx.HTTPTransport, httpx.AsyncHTTPTransport)):
             break

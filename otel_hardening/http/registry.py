@@ -19,13 +19,9 @@ Bounded under high cardinality (a crawler, a webhook sender calling thousands of
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,11 +31,10 @@ from otel_hardening.config import BudgetPolicy, CircuitPolicy
 from otel_hardening.http import telemetry as tm
 from otel_hardening.http.budget import RetryBudget
 from otel_hardening.http.circuit import Circuit
-from otel_hardening.http.redaction import upstream_name
+from otel_hardening.http.series import OVERFLOW, OVERFLOW_ATTRS, Attrs, Series, Tally, UpstreamSnapshot
 from otel_hardening.http.storage import make_storage
+from otel_hardening.http.transitions import notify_transition
 
-OVERFLOW = "_other"
-"""The upstream name, ``server.address`` and circuit name of every upstream past ``max_series``."""
 DEFAULT_MAX_UPSTREAMS = 1000
 DEFAULT_MAX_SERIES = 100
 IDLE_EVICT = 600.0
@@ -47,78 +42,13 @@ IDLE_EVICT = 600.0
 _SWEEP_EVERY = 60.0
 
 
-@dataclass(frozen=True)
-class UpstreamSnapshot:
-    """What the health model reads about one upstream. Counters are monotonic since start."""
-
-    name: str
-    """Upstream authority as ``scheme://host:port`` (or ``_other``); never userinfo, path or query."""
-    host: str
-    circuit_state: str
-    """``closed`` | ``open`` | ``half_open`` (for ``_other``: the worst of its circuits)."""
-    calls: int
-    """Logical calls finished."""
-    attempts: int
-    """Attempts sent over the network (first attempts plus retries)."""
-    retries: int
-    failures: int
-    """Logical calls whose outcome was not success / success_after_retry."""
-    rejected: int = 0
-    """Logical calls the open circuit rejected without I/O (also counted in ``failures``)."""
-
-
-class Tally:
-    """The counters of one upstream, or of a series' evicted upstreams."""
-
-    __slots__ = ("_lock", "attempts", "calls", "failures", "outcomes", "retries")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls = self.attempts = self.retries = self.failures = 0
-        self.outcomes = dict.fromkeys(tm.OUTCOMES, 0)
-
-    def add(self, outcome: str, attempts: int) -> None:
-        with self._lock:
-            self.calls += 1
-            self.outcomes[outcome] += 1
-            self.attempts += attempts
-            self.retries += max(0, attempts - 1)
-            if outcome in tm.FAILED_OUTCOMES:
-                self.failures += 1
-
-    def merge(self, other: Tally) -> None:
-        """Add ``other``'s counts. Reads them without its lock: a collection may see one call half
-        counted, never a count going down."""
-        self.calls += other.calls
-        self.attempts += other.attempts
-        self.retries += other.retries
-        self.failures += other.failures
-        mine = self.outcomes
-        for outcome, n in other.outcomes.items():
-            if n:
-                mine[outcome] += n
-
-
-class Attrs:
-    """The attribute sets of one metric series (one named upstream, or ``_other``), made once."""
-
-    __slots__ = ("base", "circuit", "outcome", "retry", "state")
-
-    def __init__(self, name: str, host: str, port: int) -> None:
-        self.base: dict[str, Any] = {"server.address": host, "server.port": port}
-        self.outcome = {o: {**self.base, "hardening.outcome": o} for o in tm.OUTCOMES}
-        self.circuit: dict[str, Any] = {"hardening.circuit.name": name}
-        self.state = {s: {**self.circuit, "hardening.circuit.state": s} for s in tm.CIRCUIT_STATES}
-        self.retry: dict[str, dict[str, Any]] = {}
-
-    def retry_attrs(self, error_type: str) -> dict[str, Any]:
-        attrs = self.retry.get(error_type)
-        if attrs is None:
-            attrs = self.retry.setdefault(error_type, {**self.base, "error.type": error_type})
-        return attrs
-
-
-OVERFLOW_ATTRS = Attrs(OVERFLOW, OVERFLOW, 0)
+def upstream_name(url: httpx.URL) -> tuple[str, str, int]:
+    """``(scheme://host:port, host, port)``: the circuit key and the only URL part in telemetry."""
+    scheme = url.scheme
+    port = url.port or (443 if scheme == "https" else 80)
+    host = url.host
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}", host, port
 
 
 class Upstream:
@@ -130,7 +60,9 @@ class Upstream:
         "host",
         "last_used",
         "name",
+        "next_traced_rejection",
         "port",
+        "rejected_event_attrs",
         "series",
         "tally",
         "telemetry",
@@ -150,6 +82,8 @@ class Upstream:
         self.circuit = Circuit(name, circuit, make_storage(circuit.storage, name), self._state_changed)
         self.tally = Tally()
         self.last_used = time.monotonic()
+        self.next_traced_rejection = 0.0
+        self.rejected_event_attrs = {"hardening.circuit.name": name}
 
     @property
     def base_attrs(self) -> dict[str, Any]:
@@ -158,43 +92,35 @@ class Upstream:
     def retry_attrs(self, error_type: str) -> dict[str, Any]:
         return self.attrs.retry_attrs(error_type)
 
-    def started(self) -> None:
-        self.last_used = time.monotonic()
-        self.budget.deposit()
+    def span_attributes(self, method: str) -> dict[str, Any]:
+        """The attributes a ``hardening.request`` span starts with (the real upstream, never ``_other``)."""
+        return {
+            "http.request.method": method,
+            "server.address": self.host,
+            "server.port": self.port,
+            "hardening.circuit.name": self.name,
+        }
 
-    def finished(self, outcome: str, attempts: int, acted: bool) -> None:
+    def trace_rejection(self, now: float) -> bool:
+        """Whether a rejection at ``now`` gets its own ``hardening.request`` span: the first one after
+        each circuit transition, then one per ``TRACED_REJECTION_INTERVAL``."""
+        if now < self.next_traced_rejection:
+            return False
+        self.next_traced_rejection = now + tm.TRACED_REJECTION_INTERVAL
+        return True
+
+    def finished_acted_on(self, outcome: str, attempts: int) -> None:
+        """A call hardening acted on (it has a ``hardening.request`` span) finished."""
         self.tally.add(outcome, attempts)
-        if acted:
+        if attempts:  # a rejected call made no attempt: it is not an attempts-per-call sample
             self.telemetry.retried_attempts.record(attempts, self.attrs.base)
 
     def _state_changed(self, circuit: Circuit, old: str, new: str) -> None:
+        self.next_traced_rejection = 0.0
         self.telemetry.transitions.add(1, self.attrs.state[new])
         level = logging.WARNING if new == "open" else logging.INFO
         logger.log(level, "otel_hardening: circuit %s %s -> %s", self.name, old, new)
-        _notify_transition(self.series, old, new)
-
-
-_CIRCUIT_RANK = {"closed": 0, "half_open": 1, "open": 2}
-
-
-@dataclass
-class Series:
-    """One metric series / health component: a named upstream, or ``_other`` and all it aggregates."""
-
-    name: str
-    host: str
-    attrs: Attrs
-    tally: Tally
-    states: dict[str, int]
-    """Circuits of the series in each state (a named upstream has one circuit)."""
-    budget: float
-    """Retries available (for ``_other``: the lowest of its upstreams)."""
-
-    def snapshot(self) -> UpstreamSnapshot:
-        t = self.tally
-        worst = max((s for s, n in self.states.items() if n), key=_CIRCUIT_RANK.__getitem__, default="closed")
-        return UpstreamSnapshot(self.name, self.host, worst, t.calls, t.attempts, t.retries, t.failures,
-                                t.outcomes[tm.REJECTED_CIRCUIT_OPEN])
+        notify_transition(self.series, old, new)
 
 
 class Registry:
@@ -269,8 +195,7 @@ class Registry:
         out: dict[str, Series] = {}
         for old in retired:
             series = out.setdefault(old.name, Series(old.name, old.host, old.attrs, Tally(), {}, float("inf")))
-            with old.tally._lock:  # retired tallies are shared by late finishers: merge under their lock
-                series.tally.merge(old.tally)
+            series.tally.merge(old.tally)
         for u in live:
             found = out.get(u.series)
             if found is None:
@@ -305,46 +230,9 @@ class Registry:
 
 REGISTRY = Registry()
 
-TransitionListener = Callable[[str, str, str], None]
-_transition_listeners: list[TransitionListener] = []
-
-
-def add_transition_listener(listener: TransitionListener) -> Callable[[], None]:
-    """Call ``listener(upstream_name, old_state, new_state)`` after every circuit transition (health
-    re-evaluates at once). It runs on the requesting thread, possibly under the circuit's lock: it
-    must be quick and must not call into the circuit. Returns a function that removes it."""
-    _transition_listeners.append(listener)
-
-    def remove() -> None:
-        with contextlib.suppress(ValueError):
-            _transition_listeners.remove(listener)
-
-    return remove
-
-
-def _notify_transition(name: str, old: str, new: str) -> None:
-    for listener in tuple(_transition_listeners):
-        try:
-            listener(name, old, new)
-        except Exception:  # a listener never breaks the request that caused the transition
-            logger.debug("otel_hardening: circuit transition listener failed", exc_info=True)
-
-
-_clients: weakref.WeakSet[httpx.Client | httpx.AsyncClient] = weakref.WeakSet()
-
-
-def track_client(client: httpx.Client | httpx.AsyncClient) -> None:
-    _clients.add(client)
-
-
 def snapshot() -> list[UpstreamSnapshot]:
     """One entry per named upstream and one ``_other`` for the rest (bounded), for the health model."""
     return [s.snapshot() for s in REGISTRY.series()]
-
-
-def open_client_count() -> int:
-    """httpx clients hardened by this package that are alive and not closed."""
-    return sum(1 for client in list(_clients) if not client.is_closed)
 
 
 def reset() -> None:

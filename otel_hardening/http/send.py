@@ -19,15 +19,16 @@ which runs the loop below and, for each attempt, calls the class's own ``_send_s
 Wrapping the transport instead (an ``httpx.BaseTransport`` around the original) would hide the
 transport's type and attributes from code that inspects them, and ``instrument_client`` would wrap
 the wrapper: one CLIENT span around all attempts. The one thing added under the transport is in
-pool.py (the deadline on sockets and the attempt's start).
+deadline.py (the deadline on sockets and the attempt's start).
 
 The loop of one logical request: take a circuit permit, send one attempt, ask the engine whether
 and how long to wait, wait, repeat. What it guarantees the host application:
 
 - Only httpx's errors (or the caller's) reach the caller. The engine's own bookkeeping runs under
-  :func:`_guard`: if it ever fails, the failure is logged once and the request carries on unhardened
-  with the real response or error. ``CircuitOpenError`` (an ``httpx.TransportError``) is the one
-  error of this layer's own, raised only when a first attempt is refused.
+  :func:`_permit_next_attempt` and :func:`_delay_after`: if it ever fails, the failure is logged
+  once and the request carries on unhardened with the real response or error. ``CircuitOpenError``
+  (an ``httpx.TransportError``) is the one error of this layer's own, raised only when a first
+  attempt is refused.
 - Streams are never held back: the response is handed over as soon as its headers arrive, its body
   untouched, so ``client.stream()`` and ``send(stream=True)`` get their first byte when plain httpx
   would. A reset mid-body is therefore the caller's ``httpx.ReadError`` and is not retried: retrying
@@ -76,22 +77,20 @@ def _failed() -> None:
              "otel_hardening: hardening failed for a request; it goes on unhardened", exc_info=True)
 
 
-class _Broken(Exception):
-    """The engine failed: the call goes on (or ends) as if it had not been hardened."""
-
-
-def _guard(call: Call, step: Callable[..., T], *args: object) -> T:
+def _permit_next_attempt(call: Call) -> bool | None:
+    """Whether the next attempt may go (``Call.before_attempt``); None when the engine failed: the call
+    goes on unhardened. ``CircuitOpenError`` reaches the caller."""
     try:
-        return step(*args)
+        return call.before_attempt()
     except CircuitOpenError:
         raise
     except Exception:
         _failed()
         call.abandon()
-        raise _Broken from None
+        return None
 
 
-def _give(last: Outcome) -> httpx.Response:
+def _last_answer(last: Outcome) -> httpx.Response:
     """The last attempt's answer, handed to the caller when a retry is refused a circuit permit."""
     if isinstance(last, Exception):
         raise last
@@ -99,11 +98,13 @@ def _give(last: Outcome) -> httpx.Response:
     return last
 
 
-def _decide(call: Call, step: Callable[[T], float | None], outcome: T) -> float | None:
+def _delay_after(call: Call, step: Callable[[T], float | None], outcome: T) -> float | None:
     """Seconds until the next attempt, or None: ``outcome`` is the answer (also if the engine failed)."""
     try:
-        return _guard(call, step, outcome)
-    except _Broken:
+        return step(outcome)
+    except Exception:
+        _failed()
+        call.abandon()
         return None
 
 
@@ -133,27 +134,25 @@ class HardenedSend:
         last: Outcome = None
         try:
             while True:
-                try:
-                    if not _guard(call, call.before_attempt):
-                        return _give(last)
-                    if isinstance(last, httpx.Response):
-                        last.close()
-                    last = None
-                except _Broken:
-                    if isinstance(last, httpx.Response):
-                        last.close()
+                permitted = _permit_next_attempt(call)
+                if permitted is False:
+                    return _last_answer(last)
+                if isinstance(last, httpx.Response):
+                    last.close()
+                last = None
+                if permitted is None:
                     return self._attempt(request)
                 try:
                     with call:
                         response = self._attempt(request)
                 except Exception as exc:
-                    delay = _decide(call, call.on_error, exc)
+                    delay = _delay_after(call, call.on_error, exc)
                     if delay is None:
                         raise
                     last = exc
                 else:
                     last = response
-                    delay = _decide(call, call.on_response, response)
+                    delay = _delay_after(call, call.on_response, response)
                     if delay is None:
                         return response
                 time.sleep(delay)
@@ -189,27 +188,25 @@ class AsyncHardenedSend:
         last: Outcome = None
         try:
             while True:
-                try:
-                    if not _guard(call, call.before_attempt):
-                        return _give(last)
-                    if isinstance(last, httpx.Response):
-                        await last.aclose()
-                    last = None
-                except _Broken:
-                    if isinstance(last, httpx.Response):
-                        await last.aclose()
+                permitted = _permit_next_attempt(call)
+                if permitted is False:
+                    return _last_answer(last)
+                if isinstance(last, httpx.Response):
+                    await last.aclose()
+                last = None
+                if permitted is None:
                     return await self._attempt(request)
                 try:
                     with call:
                         response = await self._attempt(request)
                 except Exception as exc:
-                    delay = _decide(call, call.on_error, exc)
+                    delay = _delay_after(call, call.on_error, exc)
                     if delay is None:
                         raise
                     last = exc
                 else:
                     last = response
-                    delay = _decide(call, call.on_response, response)
+                    delay = _delay_after(call, call.on_response, response)
                     if delay is None:
                         return response
                 await anyio.sleep(delay)

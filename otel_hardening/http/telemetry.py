@@ -4,36 +4,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_hardening._version import __version__
 from otel_hardening.http import bypass
-
-if TYPE_CHECKING:
-    from otel_hardening.http.registry import Series, Upstream
+from otel_hardening.http.outcomes import CIRCUIT_STATES
+from otel_hardening.http.series import Series
 
 SCOPE = "otel_hardening"
-
-# Outcomes of one logical call (attribute hardening.outcome).
-SUCCESS = "success"
-SUCCESS_AFTER_RETRY = "success_after_retry"
-FAILURE = "failure"
-FAILURE_AFTER_RETRY = "failure_after_retry"
-REJECTED_CIRCUIT_OPEN = "rejected_circuit_open"
-REJECTED_RETRY_BUDGET = "rejected_retry_budget"
-OUTCOMES = (SUCCESS, SUCCESS_AFTER_RETRY, FAILURE, FAILURE_AFTER_RETRY, REJECTED_CIRCUIT_OPEN,
-            REJECTED_RETRY_BUDGET)
-FAILED_OUTCOMES = frozenset(OUTCOMES) - {SUCCESS, SUCCESS_AFTER_RETRY}
-
-CIRCUIT_STATES = ("closed", "open", "half_open")
 
 SPAN_NAME = "hardening.request"
 EVENT_RETRY = "hardening.retry"
 EVENT_RETRY_DENIED = "hardening.retry.denied"
 EVENT_CIRCUIT_STATE = "hardening.circuit.state_change"
+EVENT_CIRCUIT_REJECTED = "hardening.circuit.rejected"
+TRACED_REJECTION_INTERVAL = 1.0
+"""Seconds between two rejections of one upstream that get a ``hardening.request`` span each."""
 
 _DELAY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10)
@@ -91,7 +79,7 @@ class Telemetry:
             memo = self._collection = (now, list(self._all_series()))
         return memo[1]
 
-    # One observation per series: a named upstream, or "_other" aggregating the rest (registry.py).
+    # One observation per series: a named upstream, or "_other" aggregating the rest (series.py).
     def _observe_calls(self, options: CallbackOptions) -> Iterable[Observation]:
         for series in self._series(fresh=True):
             for outcome, count in series.tally.outcomes.items():
@@ -131,12 +119,3 @@ def _observe_bypasses(options: CallbackOptions) -> Iterable[Observation]:
     # every reason from the start, zeros included: a first bypass is an increase, not a new series
     for reason, count in bypass.counts().items():
         yield Observation(count, {"reason": reason})
-
-
-def span_attributes(upstream: Upstream, method: str) -> dict[str, Any]:
-    return {
-        "http.request.method": method,
-        "server.address": upstream.host,
-        "server.port": upstream.port,
-        "hardening.circuit.name": upstream.name,
-    }

@@ -22,7 +22,7 @@ from opentelemetry import metrics, trace
 from otel_hardening._logging import log_once
 from otel_hardening.http import policy as pol
 from otel_hardening.http.errors import CircuitOpenError
-from otel_hardening.http.redaction import upstream_name
+from otel_hardening.http.registry import upstream_name
 from otel_hardening.outbox import _health
 from otel_hardening.outbox._errors import ConfigurationError, OutboxRefused, RequestDeferred, StoreError, StoreFull
 from otel_hardening.outbox._model import Entry, Store, new_id

@@ -151,7 +151,7 @@ class Replayer:
                 self.after_fork()
             self._stopping.clear()
             if self._unlisten is None:
-                from otel_hardening.http.registry import add_transition_listener
+                from otel_hardening.http.transitions import add_transition_listener
 
                 self._unlisten = add_transition_listener(self._on_transition)
             _SCHEDULER.add(self)

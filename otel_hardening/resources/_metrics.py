@@ -115,9 +115,9 @@ class Binding:
 
     @staticmethod
     def _httpx_clients() -> Iterable[Observation]:
-        from otel_hardening.http import registry
+        from otel_hardening.http import clients
 
-        return [Observation(registry.open_client_count())]
+        return [Observation(clients.open_client_count())]
 
     def _suspected(self) -> Iterable[Observation]:
         verdicts = self.sampler.verdicts().items()

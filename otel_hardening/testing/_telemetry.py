@@ -78,7 +78,8 @@ class HardeningTelemetry:
         return [s for s in self.finished(REQUEST_SPAN) if _int((s.attributes or {}).get("hardening.attempts")) > 1]
 
     def requests_with_outcome(self, outcome: str) -> list[ReadableSpan]:
-        """``hardening.request`` spans whose ``hardening.outcome`` is ``outcome`` (e.g. ``rejected_circuit_open``)."""
+        """``hardening.request`` spans whose ``hardening.outcome`` is ``outcome`` (e.g. ``rejected_circuit_open``:
+        only the first rejection of an upstream each second has a span; ``calls(outcome)`` counts them all)."""
         return [s for s in self.finished(REQUEST_SPAN) if (s.attributes or {}).get("hardening.outcome") == outcome]
 
     def circuit_transitions(self) -> list[tuple[str, str, str]]:

@@ -92,6 +92,26 @@ def test_goals_say_which_hold() -> None:
     assert "| the layer alone, CPU per request (canned transport) | 25.0 µs | ≤ 20 µs | **no** |" in table
 
 
+def test_issue_20_goals_the_async_rounds_and_the_rejection() -> None:
+    results = _results(cpu_ratio=1.0, layer_us=10.0)
+    rounds = [0.85, 0.95, 1.0, 1.05, 1.15]
+    results["timing"]["async"] = {**results["timing"]["async"], "cpu_ratio_3_4": 1.0, "cpu_rounds_3_4": rounds}
+    results["faults"] = {"reject_open": {"layer_cpu_us": 31.0, "hardened_wall_us": 150.0, "hardened_cpu_us": 150.0,
+                                         "pybreaker_wall_us": 8.0, "pybreaker_cpu_us": 8.0},
+                         "outage_high_rate": {"rate_per_s": 100.0, "attempts_per_request": 1.3,
+                                              "attempts_per_request_second_half": 1.2},
+                         "peer_outage_high_rate": {"rate_per_s": 10.0, "attempts_per_request": 3.0},
+                         "outage_low_rate": {"rate_per_s": 2.0, "attempts_per_request": 3.0}}
+    held = {g["name"]: g["held"] for g in report.goals(results)}
+    assert held["not behind stamina + pybreaker (CPU 3/4), async, 200 concurrent, 5 rounds"] is True
+    assert held["reject while the circuit is open, the layer's CPU (request built)"] is False
+    # stdev 0.112: (1.96 * 0.112 / 0.02)^2 = 120.5 rounds for ±2 %, 19.3 for ±5 %
+    assert report.rounds_needed(rounds) == 121 and report.rounds_needed(rounds, 0.05) == 20
+    table = report.markdown(results)
+    assert "over 5 rounds (standard deviation 0.112); a ±2 % answer at 95 % takes about 121 rounds" in table
+    assert "| the same, the layer alone: CPU µs (request built, caller span recording) | 31.0 | 8.0 |" in table
+
+
 def test_docs_block_and_readme_summary_are_replaced_and_nothing_else(tmp_path: Path) -> None:
     page, readme = tmp_path / "performance.md", tmp_path / "README.md"
     page.write_text(f"# before\n{report.BEGIN}\nold figures\n{report.END}\n## after\n")

@@ -16,7 +16,7 @@ from otel_hardening.config import CircuitPolicy, RetryPolicy
 from otel_hardening.health import HealthConfig, Status
 from otel_hardening.health._cause import MAX_CAUSES, CircuitCauses
 from otel_hardening.health._runtime import Monitor
-from otel_hardening.http import registry
+from otel_hardening.http import transitions
 from otel_hardening.testing import FlakyUpstream, Reply
 from tests.conftest import Otel
 from tests.health.conftest import FakeClock, Snap
@@ -26,7 +26,7 @@ from tests.health.conftest import FakeClock, Snap
 def monitor(otel: Otel, clock: FakeClock) -> Iterator[Monitor]:
     monitor = Monitor(HealthConfig(recovery_hold=0), clock=clock, resources=lambda: None,
                       logger_provider=otel.logger_provider)
-    remove = registry.add_transition_listener(monitor.causes.record)
+    remove = transitions.add_transition_listener(monitor.causes.record)
     yield monitor
     remove()
 

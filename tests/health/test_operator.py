@@ -17,7 +17,7 @@ import otel_hardening
 from otel_hardening import health
 from otel_hardening.config import CircuitPolicy, RetryPolicy
 from otel_hardening.health import HealthConfig, Status
-from otel_hardening.http import registry
+from otel_hardening.http.transitions import add_transition_listener
 from otel_hardening.testing import FlakyUpstream, HardeningTelemetry, Reply
 
 
@@ -36,7 +36,7 @@ def gauge_state(otel: HardeningTelemetry) -> str | None:
 @contextlib.contextmanager
 def transitions() -> Iterator[list[tuple[float, str, str]]]:
     seen: list[tuple[float, str, str]] = []
-    remove = registry.add_transition_listener(lambda name, old, new: seen.append((time.monotonic(), old, new)))
+    remove = add_transition_listener(lambda name, old, new: seen.append((time.monotonic(), old, new)))
     try:
         yield seen
     finally:

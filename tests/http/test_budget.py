@@ -36,14 +36,14 @@ def test_total_outage_is_bounded_by_the_budget(otel: Otel, server: FlakyUpstream
 
 def test_quiet_client_still_retries() -> None:
     budget = RetryBudget(BudgetPolicy(ratio=0.2, min_per_second=10.0, ttl=10.0))
-    budget.deposit()
+    budget.deposit(time.monotonic())
     assert all(budget.try_withdraw() for _ in range(10))
 
 
 def test_budget_refuses_when_spent() -> None:
     budget = RetryBudget(BudgetPolicy(ratio=0.5, min_per_second=0.0, ttl=10.0))
     assert not budget.try_withdraw()
-    budget.deposit()
-    budget.deposit()
+    budget.deposit(time.monotonic())
+    budget.deposit(time.monotonic())
     assert budget.try_withdraw()  # two requests earn one retry at ratio 0.5
     assert not budget.try_withdraw()

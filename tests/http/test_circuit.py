@@ -54,6 +54,35 @@ def test_breaker_opens_rejects_without_io_then_recovers(h: Harness, server: Flak
     assert transitions == {"open": 1, "half_open": 1, "closed": 1}
 
 
+def test_rejections_past_the_first_each_second_are_events_on_the_callers_span(
+        h: Harness, server: FlakyUpstream, otel: Otel) -> None:
+    server.default = Reply(503)
+    for _ in range(3):
+        h.get(server.url)
+    with otel.tracer_provider.get_tracer("app").start_as_current_span("caller"):
+        for _ in range(20):
+            with pytest.raises(CircuitOpenError) as info:
+                h.get(server.url)
+            assert info.value.upstream == server.url and 0 < info.value.retry_in <= 0.5
+    assert server.hits == 3
+    assert otel.total("hardening.http.client.calls", **{"hardening.outcome": "rejected_circuit_open"}) == 20
+    (traced,) = otel.requests_with_outcome("rejected_circuit_open")  # the first after the circuit opened
+    assert traced.attributes["hardening.attempts"] == 0
+    (caller,) = otel.finished("caller")
+    rejected = [e for e in caller.events if e.name == "hardening.circuit.rejected"]
+    assert len(rejected) == 19 and all(dict(e.attributes or {}) == {"hardening.circuit.name": server.url}
+                                       for e in rejected)
+    # a rejection made no attempt: it is no sample of attempts per call hardening acted on (the one
+    # sample is the call whose failure opened the circuit)
+    (samples,) = [p for _, p in otel.points("hardening.http.client.retried.attempts")]
+    assert (samples.count, samples.min) == (1, 1)
+    time.sleep(0.6)
+    assert h.get(server.url).status_code == 503  # the trial fails: the circuit opens again
+    with pytest.raises(CircuitOpenError):
+        h.get(server.url)
+    assert len(otel.requests_with_outcome("rejected_circuit_open")) == 2  # traced again after each opening
+
+
 def test_failed_trial_reopens(h: Harness, server: FlakyUpstream, otel: Otel) -> None:
     server.default = Reply(502)
     for _ in range(3):

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from otel_hardening import CircuitOpenError, CircuitPolicy, RetryPolicy
-from otel_hardening.http.redaction import redact_url
+from otel_hardening._redaction import redact_url
 from otel_hardening.testing import FlakyUpstream, Reply
 from tests.conftest import Otel
 from tests.http.harness import Harness

@@ -14,7 +14,7 @@ import pytest
 
 import otel_hardening
 from otel_hardening import CircuitPolicy, RetryPolicy
-from otel_hardening.http.registry import add_transition_listener
+from otel_hardening.http.transitions import add_transition_listener
 from otel_hardening.outbox import Outbox, OutboxPolicy, OutboxRefused, RequestDeferred
 from otel_hardening.testing import HardeningTelemetry, Reply
 from otel_hardening.testing._upstream import ReceivedRequest

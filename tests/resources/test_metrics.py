@@ -16,7 +16,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_hardening import resources
-from otel_hardening.http import registry
+from otel_hardening.http import clients
 from otel_hardening.resources import _metrics
 from otel_hardening.resources.config import ResourceConfig
 
@@ -139,7 +139,7 @@ def test_start_is_idempotent_and_disabled_config_starts_nothing(provider: MeterP
 
 def test_httpx_clients_alive(provider: MeterProvider, collect: Callable[[], Points],
                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "open_client_count", lambda: 3)
+    monkeypatch.setattr(clients, "open_client_count", lambda: 3)
     resources.start(FAST, meter_provider=provider)
     assert collect()["hardening.httpx.client.open"] == [({}, 3)]
 

@@ -78,7 +78,8 @@ class DeadlineStream(httpcore.NetworkStream):
         return self.inner.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self.inner.write(buffer, _cut(timeout, httpcore.WriteTimeout))
+        if buffer:  # httpcore writes b"" for an empty body and for its end: nothing to send, nothing to cut
+            self.inner.write(buffer, _cut(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self.inner.close()
@@ -123,7 +124,8 @@ class AsyncDeadlineStream(httpcore.AsyncNetworkStream):
         return await self.inner.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self.inner.write(buffer, _cut(timeout, httpcore.WriteTimeout))
+        if buffer:
+            await self.inner.write(buffer, _cut(timeout, httpcore.WriteTimeout))
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -1,0 +1,123 @@
+"""Metric series: what one named upstream, or ``_other`` and every upstream it aggregates, is counted in.
+
+Only the first ``max_series`` upstream names get their own series (registry.py decides); every other
+upstream is aggregated under ``OVERFLOW``. A series' counters stay monotonic across eviction: an
+evicted upstream's counts go to a tally kept per series name.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from otel_hardening.http.outcomes import CIRCUIT_STATES, FAILED_OUTCOMES, OUTCOMES, REJECTED_CIRCUIT_OPEN
+
+OVERFLOW = "_other"
+"""The upstream name, ``server.address`` and circuit name of every upstream past ``max_series``."""
+
+@dataclass(frozen=True)
+class UpstreamSnapshot:
+    """What the health model reads about one upstream. Counters are monotonic since start."""
+
+    name: str
+    """Upstream authority as ``scheme://host:port`` (or ``_other``); never userinfo, path or query."""
+    host: str
+    circuit_state: str
+    """``closed`` | ``open`` | ``half_open`` (for ``_other``: the worst of its circuits)."""
+    calls: int
+    """Logical calls finished."""
+    attempts: int
+    """Attempts sent over the network (first attempts plus retries)."""
+    retries: int
+    failures: int
+    """Logical calls whose outcome was not success / success_after_retry."""
+    rejected: int = 0
+    """Logical calls the open circuit rejected without I/O (also counted in ``failures``)."""
+
+
+class Tally:
+    """The counters of one upstream, or of a series' evicted upstreams.
+
+    A call adds to two numbers (its outcome, its attempts); calls, retries and failures are derived
+    from them on read: only a rejected call makes no attempt, every other one makes its first.
+    """
+
+    __slots__ = ("_lock", "attempts", "outcomes")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.attempts = 0
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+
+    def add(self, outcome: str, attempts: int) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+            self.attempts += attempts
+
+    @property
+    def calls(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def retries(self) -> int:
+        return self.attempts - self.calls + self.outcomes[REJECTED_CIRCUIT_OPEN]
+
+    @property
+    def failures(self) -> int:
+        outcomes = self.outcomes
+        return sum(outcomes[o] for o in FAILED_OUTCOMES)
+
+    def merge(self, other: Tally) -> None:
+        """Add ``other``'s counts (read under its lock: never one call half counted)."""
+        mine = self.outcomes
+        with other._lock:
+            self.attempts += other.attempts
+            for outcome, n in other.outcomes.items():
+                if n:
+                    mine[outcome] += n
+
+
+class Attrs:
+    """The attribute sets of one metric series (one named upstream, or ``_other``), made once."""
+
+    __slots__ = ("base", "circuit", "outcome", "retry", "state")
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        self.base: dict[str, Any] = {"server.address": host, "server.port": port}
+        self.outcome = {o: {**self.base, "hardening.outcome": o} for o in OUTCOMES}
+        self.circuit: dict[str, Any] = {"hardening.circuit.name": name}
+        self.state = {s: {**self.circuit, "hardening.circuit.state": s} for s in CIRCUIT_STATES}
+        self.retry: dict[str, dict[str, Any]] = {}
+
+    def retry_attrs(self, error_type: str) -> dict[str, Any]:
+        attrs = self.retry.get(error_type)
+        if attrs is None:
+            attrs = self.retry.setdefault(error_type, {**self.base, "error.type": error_type})
+        return attrs
+
+
+OVERFLOW_ATTRS = Attrs(OVERFLOW, OVERFLOW, 0)
+
+
+_CIRCUIT_RANK = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass
+class Series:
+    """One metric series / health component: a named upstream, or ``_other`` and all it aggregates."""
+
+    name: str
+    host: str
+    attrs: Attrs
+    tally: Tally
+    states: dict[str, int]
+    """Circuits of the series in each state (a named upstream has one circuit)."""
+    budget: float
+    """Retries available (for ``_other``: the lowest of its upstreams)."""
+
+    def snapshot(self) -> UpstreamSnapshot:
+        t = self.tally
+        worst = max((s for s, n in self.states.items() if n), key=_CIRCUIT_RANK.__getitem__, default="closed")
+        return UpstreamSnapshot(self.name, self.host, worst, t.calls, t.attempts, t.retries, t.failures,
+                                t.outcomes[REJECTED_CIRCUIT_OPEN])

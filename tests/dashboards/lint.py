@@ -1,4 +1,4 @@
-"""Our strict dashboard lint over the built JSON: grafana/dashboard-linter's rules (tests/dashboards/
+"""Our strict dashboard lint over the built JSON: Grafana's dashboard lint rules (tests/dashboards/
 lint_rules.py), every finding an error unless dashboards/lint-exceptions.yaml excepts it with a reason,
 and an exception that excepts nothing is an error too. PromQL validity comes from Prometheus' own
 parser: every target and variable query, interpolated as Grafana sends it, is checked with

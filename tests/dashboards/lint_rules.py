@@ -1,7 +1,7 @@
 """The rules of our dashboard lint: Grafana's dashboard lint rule set (same names, same checks, as its
 docs/rules describe them; docs/dashboards-and-alerts.md says why it is ours now), with PromQL checked
 by real parsers (promtool for validity, the promql-parser package for the structure the rules look at)
-and the LogQL rule adapted to LogsQL. The runner, the exceptions file and the command line are in
+and its Loki-query rule adapted to LogsQL. The runner, the exceptions file and the command line are in
 tests/dashboards/lint.py."""
 
 from __future__ import annotations
@@ -299,9 +299,10 @@ def target_counter_agg_rule(target: Target, parsed: Node | None, error: str | No
 
 
 def target_logsql_rule(target: Target, parsed: Node | None, error: str | None, has_job: bool = False) -> Iterator[str]:
-    """LogQL's rule for our logs backend: a VictoriaLogs target has a query, and selects the
+    """The upstream's Loki-query rule for our logs backend: a VictoriaLogs target has a query, and selects the
     dashboard's $job like the PromQL targets do. VictoriaLogs' own parser checks the query itself
-    (tests/dashboards/test_logsql.py); LogQL's $__auto rule has no LogsQL counterpart (no range selectors)."""
+    (tests/dashboards/test_logsql.py); the upstream's $__auto rule for Loki queries has no LogsQL
+    counterpart (no range selectors)."""
     if target.kind != LOGS:
         return
     if not target.expr.strip():

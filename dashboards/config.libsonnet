@@ -98,6 +98,12 @@
     telemetryFor: '2m',
     // Signals and their otelcol metric suffixes (receiver accepted/refused, exporter sent/failed).
     telemetrySignals: ['spans', 'metric_points', 'log_records'],
+    // stage="stalled": an exporter with items queued that sent nothing over telemetryStallWindow.
+    // The early signal of a backend that is down: the exporter counts an item as failed only when
+    // its retries give up (retry_on_failure, 5 min), so the ratio above comes ~7 min after the fault;
+    // this one ~2-3 min. `for` lets a backend restart (tens of seconds) pass without a ticket.
+    telemetryStallWindow: '1m',
+    telemetryStallFor: '1m',
 
     // ---- HardeningTargetDown -----------------------------------------------------------------------
     // A scrape target down (stage="scrape"), no app reporting at all ("absent"), a service none of

@@ -57,6 +57,23 @@ local liveness = import '../rules/liveness.libsonnet';
         collectorDrop(signal, 'receiver', refused(signal), received(signal))
         for signal in c.telemetrySignals
       ] + [
+        a.alert(
+          'HardeningTelemetryDropping',
+          // Exporters without a queue (prometheus: pulled) have no queue_size series and never match.
+          '(max by (%s) (otelcol_exporter_queue_size{%s}) > 0) unless on (%s) ((%s) > 0)' % [
+            byWhere.exporter,
+            sel,
+            byWhere.exporter,
+            std.join(' or ', ['sum by (%s) (rate(otelcol_exporter_sent_%s_total{%s}[%s]))' % [byWhere.exporter, s, sel, c.telemetryStallWindow] for s in c.telemetrySignals]),
+          ],
+          'warning',
+          'Collector {{ $labels.instance }} exporter {{ $labels.exporter }} sends nothing.',
+          'The collector {{ $labels.instance }} (job {{ $labels.job }}) holds {{ $value }} queued items for exporter {{ $labels.exporter }} and sent nothing over %s: its backend is down or refuses. Nothing is lost yet: the queue is dropped when the exporter retries give up or the queue fills.' % c.telemetryStallWindow,
+          a.dashboard('pipeline'),
+          c.telemetryStallFor,
+          labels={ stage: 'stalled' },
+        ),
+      ] + [
         collectorDrop('traces', 'tail_sampling', tailSampling('sampling_trace_dropped_too_early'), tailSampling('new_trace_id_received')),
       ] + [
         a.alert(

@@ -186,6 +186,14 @@ class LocalStack:
         if (self.run_dir / _STATE).exists():
             self._save()
 
+    def restart_jaeger(self) -> None:
+        """Start a stopped Jaeger again on the same ports (the e2e tests stop it to break an exporter)."""
+        old = self.procs["jaeger"]
+        self._start_jaeger(Path(old.argv[0]), self._ports())
+        self.procs["jaeger"].wait_ready(self.settings.ready_timeout)
+        if (self.run_dir / _STATE).exists():
+            self._save()
+
     def wait_collector_ready(self) -> None:
         self.procs["collector"].wait_ready(self.settings.ready_timeout)
 

@@ -225,8 +225,8 @@ local slo = import '../rules/slo.libsonnet';
       [
         g.timeseries(
           'Hardening bypassed',
-          'Clients or requests otel-hardening let through unhardened (hardening.bypassed), per process and reason; should stay at zero. hook_missing: a private name of httpx/httpcore/pybreaker is missing in the installed version, clients are left unhardened (see the otel_hardening log); internal_error: the layer failed and the request went on unhardened; storage_error: Redis circuit state unreachable, local state used. Alert HardeningBypassed.',
-          [g.prom('sum by (instance, reason) (increase(hardening_bypassed_total{%s}[$__rate_interval]))' % s.app, '{{instance}} {{reason}}')],
+          'Clients or requests otel-hardening let through unhardened since the process started (hardening.bypassed), per process and reason; should stay at zero (a count, not a rate: a hook missing is counted once at start-up, before any scrape could see it rise). hook_missing: a private name of httpx/httpcore/pybreaker is missing in the installed version, clients are left unhardened (see the otel_hardening log); internal_error: the layer failed and the request went on unhardened; storage_error: Redis circuit state unreachable, local state used. Alert HardeningBypassed.',
+          [g.prom('sum by (instance, reason) (hardening_bypassed_total{%s})' % s.app, '{{instance}} {{reason}}')],
           'short',
           w=24,
           h=6,

@@ -178,6 +178,8 @@ class Upstream:
             self.server.always(Reply(200))
             # tests/e2e/workload.py's writes there become dead letters when replayed after an outage
             self.server.on("/orders-rejected", *[Reply(422)] * 10_000)
+            # tests/e2e/workload.py's /saturate callers: slow answers that hold the pool's connections
+            self.server.on("/slow", *[Reply(200, delay=1.0)] * 10_000)
         elif phase == "alternate":  # 503, 200, 503, ...: every logical request is retried once
             self.server.cycle(Reply(503), Reply(200))
         elif phase == "down":

@@ -40,7 +40,8 @@ import pytest
 from otel_hardening.stack import LocalStack, ManagedProcess, StackSettings, free_port
 from otel_hardening.testing import FlakyUpstream, Reply
 from tests.e2e.conftest import ROOT, prom_query, start_stack, wait_for
-from tests.e2e.test_dashboards_alerts import Webhook, webhook  # noqa: F401 (the receiver fixture)
+from tests.e2e.dashboard_queries import Backends, Runner, built_dashboards
+from tests.e2e.test_dashboards_alerts import ZEROS_EXPECTED, Webhook, webhook  # noqa: F401 (the receiver fixture)
 
 # The scenario runs in the first test's set-up (~8 min); the tests after it only read its record.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -281,3 +282,25 @@ def test_telemetry_dropping_names_the_stalled_exporter_and_resolves(scenario: Sc
     assert "otlp/jaeger" in alert["annotations"]["summary"], alert
     others = {a["labels"].get("exporter") for _, a in alerts_at(scenario.webhook, "HardeningTelemetryDropping")}
     assert others <= {"otlp/jaeger"}, f"exporters that did not fail were named: {others}"
+
+
+# Panel targets the dashboard test can show only at zero (its ZEROS_EXPECTED: that workload has no
+# such fault) and this scenario lights: here they must show real data.
+PROVEN_HERE = {
+    ("Hardening bypassed", "A"): "the bypassed process",
+    ("Leak suspected", "A"): "the leaking process",
+    ("Memory growth rate (Theil-Sen slope of RSS)", "A"): "the leaking process",
+    ("Exporter queue fill (size / capacity)", "A"): "Jaeger stopped: otlp/jaeger queues",
+}
+
+
+def test_panels_the_dashboard_test_sees_at_zero_show_real_data_here(scenario: Scenario) -> None:
+    assert set(PROVEN_HERE) <= set(ZEROS_EXPECTED), "PROVEN_HERE names a target the dashboard test does not excuse"
+    now = time.time()
+    runner = Runner(Backends(scenario.stack.prometheus_url, scenario.stack.jaeger_url), now - 3600, now)
+    answers = [a for board in built_dashboards() for a in runner.run(board)
+               if (a.target.panel.get("title"), a.target.ref_id) in PROVEN_HERE]
+    assert {(a.target.panel.get("title"), a.target.ref_id) for a in answers} == set(PROVEN_HERE)
+    unproved = [f"{a.target.label} ({PROVEN_HERE[(a.target.panel.get('title'), a.target.ref_id)]}): "
+                f"{why}\n    {a.request[:300]}" for a in answers if (why := a.verdict() or a.out_of_range())]
+    assert not unproved, "\n".join(unproved)

@@ -18,6 +18,11 @@ it keeps N KiB a second forever (RSS grows steadily: the leak detector's case).
 
     GET /hunt?seconds=2  allocate and keep memory from one line while otel_hardening.resources.hunt()
                          watches, inside a traced request; answers the report's top site as JSON
+    GET /saturate?seconds=20
+                         for that long, 6 threads call the upstream's /slow path (answered after 1 s)
+                         through one client with 2 connections and a 0.5 s pool timeout: the pool is
+                         saturated (requests wait, time in queue grows, calls end in PoolTimeout) and
+                         the calls are slow requests; answers at once, the traffic runs behind
     GET /healthz         200 while the process serves
 
 The SDK reads OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_METRIC_EXPORT_INTERVAL, ... and
@@ -142,6 +147,28 @@ def bypassed_traffic(upstream: str, tracer: trace.Tracer, stop: threading.Event)
                 client.get(f"{upstream}/data")
 
 
+SATURATING_THREADS = 6
+
+
+def saturate(upstream: str, seconds: float, tracer: trace.Tracer) -> None:
+    """SATURATING_THREADS callers share 2 connections to /slow for ``seconds`` (see /saturate)."""
+    client = httpx.Client(limits=httpx.Limits(max_connections=2), timeout=httpx.Timeout(5.0, pool=0.5))
+    end = time.monotonic() + seconds
+
+    def caller() -> None:
+        while time.monotonic() < end:
+            with tracer.start_as_current_span("GET /work-slow", kind=trace.SpanKind.SERVER), \
+                    contextlib.suppress(httpx.HTTPError):  # PoolTimeout: counted as outcome pool_timeout
+                client.get(f"{upstream}/slow")
+
+    callers = [threading.Thread(target=caller, daemon=True) for _ in range(SATURATING_THREADS)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join()
+    client.close()
+
+
 def leak_forever(kib_per_second: float, stop: threading.Event) -> None:
     """Keep ``kib_per_second`` KiB a second, in ten steps a second, each page written (counted in RSS)."""
     step = int(kib_per_second * 1024 / 10)
@@ -202,6 +229,10 @@ def main(argv: list[str] | None = None) -> None:
             url = urlparse(self.path)
             if url.path == "/hunt":
                 body = hunt(float(parse_qs(url.query).get("seconds", ["2"])[0]), tracer)
+            elif url.path == "/saturate":
+                seconds = float(parse_qs(url.query).get("seconds", ["20"])[0])
+                threading.Thread(target=saturate, args=(upstream, seconds, tracer), daemon=True).start()
+                body = {"saturating": seconds}
             elif url.path == "/healthz":
                 body = {"status": "ok"}
             else:

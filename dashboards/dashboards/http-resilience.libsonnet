@@ -1,5 +1,6 @@
 // HTTP resilience: what hardening did to each upstream's calls (outcomes, retries, circuits, budget,
-// latency) and the traces of the requests it retried or gave up on.
+// latency), where their time went (network quality, pool, slow requests: http-pool.libsonnet) and the
+// traces of the requests it retried or gave up on.
 local common = import '../lib/common.libsonnet';
 local g = import '../lib/grafana.libsonnet';
 local slo = import '../rules/slo.libsonnet';
@@ -31,7 +32,7 @@ local httpPool = import 'http-pool.libsonnet';
     ];
     local traceLinks = s.traceLinks('traceID');
 
-    s.dashboard('http', 'otel-hardening / HTTP resilience', 'What otel-hardening did to the calls of each upstream: outcomes, retry amplification, retries and give-ups, circuit breakers, retry budget, per-attempt latency with exemplars, and traces of retried and failed requests.', [
+    s.dashboard('http', 'otel-hardening / HTTP resilience', 'What otel-hardening did to the calls of each upstream: outcomes, retry amplification, retries and give-ups, circuit breakers, retry budget, per-attempt latency with exemplars, network quality, the client connection pools, slow requests with their phases, and traces of retried and failed requests.', [
       [
         g.timeseries(
           'Logical calls by outcome',

@@ -94,8 +94,8 @@ def test_every_metric_name_is_known() -> None:
     for file, board in built_dashboards().items():
         for panel in board["panels"]:
             for target in panel.get("targets", []):
-                if target["datasource"]["type"] == "prometheus":
-                    used[f"{file} / {panel['title']}"] = metric_names(target["expr"])
+                if target["datasource"]["type"] == "prometheus":  # every target of the panel, not the last
+                    used.setdefault(f"{file} / {panel['title']}", set()).update(metric_names(target["expr"]))
         for var in board["templating"]["list"]:
             if var["type"] == "query":
                 used[f"{file} / ${var['name']}"] = variable_metric_names(var["query"])

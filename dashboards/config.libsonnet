@@ -64,6 +64,24 @@
     retryStormWindow: '2m',
     retryStormFor: '1m',
 
+    // ---- HardeningPoolSaturated -------------------------------------------------------------------
+    // reason="waiting": calls to an upstream waited for a free connection of a hardened client's pool
+    // (hardening_http_client_pool_waiting, read at each metric export) in at least poolWaitingShare
+    // of the samples over poolWaitingWindow. A busy pool's queue comes and goes between reads, so
+    // "sustained" is a share of the samples: not every one (a single empty read would reset it) and
+    // not any one (a burst the pool absorbed within seconds is a blip). `for` asks for it to hold;
+    // keep_firing_for rides over a dip in the traffic (at most 1m: see Liveness).
+    poolWaitingWindow: '2m',
+    poolWaitingShare: 0.5,
+    poolWaitingFor: '1m',
+    poolWaitingKeepFiringFor: '1m',
+    // reason="pool_timeout": any logical call ended in httpx.PoolTimeout (outcome pool_timeout) within
+    // the window: it failed without reaching the upstream. Each one is a failed call, so no `for`;
+    // the window holds the alert that long after the last one. A pool_timeout series born within
+    // the window (a process's first PoolTimeouts create it, which increase() cannot see) counts too.
+    poolTimeoutWindow: '5m',
+    poolTimeoutFor: '0s',
+
     // ---- HardeningBypassed -----------------------------------------------------------------------
     // Any increase of hardening_bypassed_total within the window fires it (one bypassed request is
     // news: the service ran without its breakers); a missing hook fires while the process reports.

@@ -1,12 +1,15 @@
 // HTTP resilience: what hardening did to each upstream's calls (outcomes, retries, circuits, budget,
-// latency) and the traces of the requests it retried or gave up on.
+// latency), where their time went (network quality, pool, slow requests: http-pool.libsonnet) and the
+// traces of the requests it retried or gave up on.
 local common = import '../lib/common.libsonnet';
 local g = import '../lib/grafana.libsonnet';
 local slo = import '../rules/slo.libsonnet';
+local httpPool = import 'http-pool.libsonnet';
 
 {
   new(c)::
     local s = common.new(c);
+    local pool = httpPool.new(c);
     local calls(extra='') = 'hardening_http_client_calls_total{%s%s}[$__rate_interval]' % [s.upstream, extra];
     local success = std.join('|', c.successOutcomes);
     local amplificationRed = 1 + c.retryBudgetRatio;
@@ -25,34 +28,15 @@ local slo = import '../rules/slo.libsonnet';
       g.colorOverride('/ failure_after_retry$/', 'dark-red'),
       g.colorOverride('/ rejected_circuit_open$/', 'orange'),
       g.colorOverride('/ rejected_retry_budget$/', 'yellow'),
+      g.colorOverride('/ pool_timeout$/', 'purple'),
     ];
-    // Each trace ID opens the trace in Jaeger, or its log records in VictoriaLogs (the OTLP trace id
-    // is the trace_id field there).
-    local traceLinks = [g.fieldOverride('traceID', [{
-      id: 'links',
-      value: [
-        {
-          title: 'Open trace in Jaeger',
-          url: '',
-          internal: { datasourceUid: c.datasources.jaeger, datasourceName: 'Jaeger', query: { query: '${__value.raw}' } },
-        },
-        {
-          title: 'Log records of this trace (VictoriaLogs)',
-          url: '',
-          internal: {
-            datasourceUid: c.datasources.victorialogs,
-            datasourceName: 'VictoriaLogs',
-            query: { expr: 'trace_id:="${__value.raw}"', queryType: 'instant', maxLines: c.logLimit },
-          },
-        },
-      ],
-    }])];
+    local traceLinks = s.traceLinks('traceID');
 
-    s.dashboard('http', 'otel-hardening / HTTP resilience', 'What otel-hardening did to the calls of each upstream: outcomes, retry amplification, retries and give-ups, circuit breakers, retry budget, per-attempt latency with exemplars, and traces of retried and failed requests.', [
+    s.dashboard('http', 'otel-hardening / HTTP resilience', 'What otel-hardening did to the calls of each upstream: outcomes, retry amplification, retries and give-ups, circuit breakers, retry budget, per-attempt latency with exemplars, network quality, the client connection pools, slow requests with their phases, and traces of retried and failed requests.', [
       [
         g.timeseries(
           'Logical calls by outcome',
-          'Logical calls (one per request the app made, however many attempts) per second by upstream and outcome. success/success_after_retry are fine; failure_after_retry = retries did not help; rejected_circuit_open = the circuit refused without I/O; rejected_retry_budget = a retry was wanted but the budget was spent. Growing non-success bands: check the upstream, then the circuit and retry panels below.',
+          'Logical calls (one per request the app made, however many attempts) per second by upstream and outcome. success/success_after_retry are fine; failure_after_retry = retries did not help; rejected_circuit_open = the circuit refused without I/O; rejected_retry_budget = a retry was wanted but the budget was spent; pool_timeout = no connection of the client pool became free in time (see the Pool panels). Growing non-success bands: check the upstream, then the circuit and retry panels below.',
           [g.prom('sum by (server_address, hardening_outcome) (rate(%s))' % calls(), '{{server_address}} {{hardening_outcome}}')],
           'reqps',
           w=8,
@@ -117,7 +101,7 @@ local slo = import '../rules/slo.libsonnet';
         ),
         g.timeseries(
           'Give-ups (calls that failed)',
-          'Logical calls that did not succeed, by outcome: failure (no retry allowed: method, body or policy), failure_after_retry (attempts or deadline exhausted), rejected_circuit_open, rejected_retry_budget. The exact reason a retry was refused (max_attempts, deadline, retry_after_too_long, circuit_open, retry_budget) is on the hardening.retry.denied span event: see the traces table below.',
+          'Logical calls that did not succeed, by outcome: failure (no retry allowed: method, body or policy), failure_after_retry (attempts or deadline exhausted), rejected_circuit_open, rejected_retry_budget, pool_timeout (the client pool had no free connection in time). The exact reason a retry was refused (max_attempts, deadline, retry_after_too_long, circuit_open, retry_budget) is on the hardening.retry.denied span event: see the traces table below.',
           [g.prom('sum by (server_address, hardening_outcome) (rate(%s))' % calls(', hardening_outcome!~"%s"' % success), '{{server_address}} {{hardening_outcome}}')],
           'reqps',
           w=8,
@@ -200,6 +184,9 @@ local slo = import '../rules/slo.libsonnet';
           ])]
         ),
       ],
+      pool.quality,
+      pool.pool,
+      pool.slow,
       [
         g.table(
           'Recent retried requests (Jaeger)',

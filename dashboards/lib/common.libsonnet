@@ -58,6 +58,28 @@ local g = import 'grafana.libsonnet';
     ),
     variables: self.datasourceVariables + [self.jobVariable, self.instanceVariable, self.upstreamVariable],
 
+    // Overrides that make each trace ID in the field `field` open its trace in Jaeger, or its log
+    // records in VictoriaLogs (the OTLP trace id is the trace_id field there).
+    traceLinks(field):: [g.fieldOverride(field, [{
+      id: 'links',
+      value: [
+        {
+          title: 'Open trace in Jaeger',
+          url: '',
+          internal: { datasourceUid: c.datasources.jaeger, datasourceName: 'Jaeger', query: { query: '${__value.raw}' } },
+        },
+        {
+          title: 'Log records of this trace (VictoriaLogs)',
+          url: '',
+          internal: {
+            datasourceUid: c.datasources.victorialogs,
+            datasourceName: 'VictoriaLogs',
+            query: { expr: 'trace_id:="${__value.raw}"', queryType: 'instant', maxLines: c.logLimit },
+          },
+        },
+      ],
+    }])],
+
     dashboardUrl(key):: '%s/d/%s' % [c.grafanaUrl, c.dashboardUids[key]],
 
     dashboard(key, title, description, rows, variables=self.variables)::

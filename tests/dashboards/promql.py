@@ -49,5 +49,6 @@ def documented_names(telemetry_md: Path) -> set[str]:
     names: set[str] = set()
     for base, suffixes in re.findall(r"\b([a-z][a-z0-9_]*)_\{([a-z,]+)\}", section):
         names.update(f"{base}_{s}" for s in suffixes.split(","))
-    names.update(re.findall(r"\b(?:hardening|process|cpython)_[a-z0-9_]+\b", section))
+    # http_client_*: the OpenTelemetry HTTP semantic conventions' own pool metrics, which we emit too.
+    names.update(re.findall(r"\b(?:hardening|process|cpython|http_client)_[a-z0-9_]+\b", section))
     return names

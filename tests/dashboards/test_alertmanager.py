@@ -102,6 +102,10 @@ BURN_TICKET_OTHER = alert("HardeningUpstreamErrorBudgetBurn", "warning", "pay", 
 PAY_CRITICAL = alert("HardeningServiceCritical", "critical", "pay", instance="p1")
 SHOP_CRITICAL = alert("HardeningServiceCritical", "critical", "shop", instance="i1")
 SHOP_CIRCUIT = alert("HardeningCircuitOpen", "warning", "shop", instance="i1", hardening_circuit_name="http://api:80")
+SHOP_POOL = alert("HardeningPoolSaturated", "warning", "shop", instance="i1", server_address="api", server_port="80",
+                  reason="waiting")
+SHOP_POOL_TIMEOUT = alert("HardeningPoolSaturated", "warning", "shop", instance="i1", server_address="api",
+                          server_port="80", reason="pool_timeout")
 SHOP_DEGRADED_SAME = alert("HardeningServiceDegraded", "warning", "shop", instance="i1")
 SHOP_DEGRADED_OTHER = alert("HardeningServiceDegraded", "warning", "shop", instance="i2")
 CART_DOWN = alert("HardeningTargetDown", "critical", "cart", stage="service")
@@ -110,8 +114,8 @@ WEB_PROCESS = alert("HardeningTargetDown", "warning", "web", instance="w1", stag
 WATCHDOG = {"alertname": "HardeningWatchdog", "severity": "none", "service": "otel-hardening"}
 
 SCENARIOS = [FD_CRITICAL, FD_WARNING_SAME, FD_WARNING_OTHER, BURN_PAGE, BURN_TICKET_SAME, BURN_TICKET_OTHER,
-             PAY_CRITICAL, SHOP_CRITICAL, SHOP_CIRCUIT, SHOP_DEGRADED_SAME, SHOP_DEGRADED_OTHER, CART_DOWN,
-             CART_PROCESS, WEB_PROCESS, WATCHDOG]
+             PAY_CRITICAL, SHOP_CRITICAL, SHOP_CIRCUIT, SHOP_POOL, SHOP_POOL_TIMEOUT, SHOP_DEGRADED_SAME,
+             SHOP_DEGRADED_OTHER, CART_DOWN, CART_PROCESS, WEB_PROCESS, WATCHDOG]
 MUTED = [FD_WARNING_SAME, BURN_TICKET_SAME, SHOP_DEGRADED_SAME, CART_PROCESS]
 
 
@@ -142,6 +146,12 @@ def test_a_page_mutes_the_ticket_of_its_own_upstream_only(statuses: dict[str, An
 def test_critical_health_never_mutes_the_circuit_that_names_the_upstream(statuses: dict[str, Any]) -> None:
     assert state(statuses, SHOP_CIRCUIT) == ("active", [])
     assert state(statuses, SHOP_CRITICAL) == ("active", [])
+
+
+def test_critical_health_never_mutes_the_pool_that_names_the_upstream(statuses: dict[str, Any]) -> None:
+    """A saturated pool explains the latency or the errors a page is about: it stays, both reasons."""
+    assert state(statuses, SHOP_POOL) == ("active", [])
+    assert state(statuses, SHOP_POOL_TIMEOUT) == ("active", [])
 
 
 def test_critical_health_mutes_degraded_of_the_same_process_only(statuses: dict[str, Any]) -> None:

@@ -68,6 +68,7 @@ def test_config_is_applied_everywhere(jsonnet: Path) -> None:
         "scrapeTargetSelector": 'job="zz-scrape"', "sloTarget": 0.975, "fdWarningRatio": 0.71,
         "fdCriticalRatio": 0.93, "telemetryDropRatio": 0.033, "retryBudgetRatio": 0.35,
         "criticalFor": "17s", "fdCriticalFor": "19s", "grafanaUrl": "https://zz.example", "runbookUrl": "https://zz.example/rb.md",
+        "poolWaitingShare": 0.25, "poolTimeoutWindow": "13m",
     }
     code = (f"local m = (import 'mixin.libsonnet') + {{ _config+:: {json.dumps(overrides)} }};"
             "[m.grafanaDashboards, m.prometheusAlerts, m.prometheusRules]")
@@ -75,9 +76,10 @@ def test_config_is_applied_everywhere(jsonnet: Path) -> None:
     assert result.returncode == 0, result.stderr
     text = result.stdout
     defaults = ['job!=\\"\\"', "otel-collector-self", "(1 - 0.99)", "> 0.8 ", "> 0.95", "> 0.01",
-                "> 1.2", '"20s"', "127.0.0.1:3000", "docs/runbooks.md#"]
+                "> 1.2", '"20s"', "127.0.0.1:3000", "docs/runbooks.md#", "quantile_over_time(0.5,", "at least 50%"]
     left = [d for d in defaults if d in text]
     assert not left, f"defaults still in the output after overriding config.libsonnet: {left}"
     for value in ('job=~\\"zz.*\\"', 'job=\\"zz-collector\\"', "(1 - 0.975)", "> 0.71", "> 0.93", "> 0.033",
-                  "> 1.35", '"17s"', "https://zz.example/d/", "https://zz.example/rb.md#"):
+                  "> 1.35", '"17s"', "https://zz.example/d/", "https://zz.example/rb.md#", "quantile_over_time(0.75,",
+                  "at least 25%", "pool_timeout\\\"}[13m]", "offset 13m"):
         assert value in text, value

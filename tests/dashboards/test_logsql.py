@@ -27,6 +27,12 @@ SELECTIONS: dict[str, list[str]] = {
     "one": ["e2e-workload"],
     "namespaced and regex characters": ["ns1/shop.v2", "cart+1"],
 }
+# The Upstream (server.address) selected with each: the slow-request table filters on it too.
+UPSTREAMS: dict[str, list[str]] = {
+    "All": [ALL],
+    "one": ["127.0.0.1"],
+    "namespaced and regex characters": ["api.example", "_other"],
+}
 
 
 def query(base: str, logsql: str) -> tuple[int, list[dict[str, Any]]]:
@@ -65,8 +71,16 @@ def runbook_queries() -> list[str]:
     return [q.replace("$service", "shop") for line in lines if "LogsQL" in line for q in re.findall(r"`([^`]+)`", line)]
 
 
-def job(selection: list[str]) -> dict[str, Variable]:
-    return {"job": Variable("job", selection, multi=True, include_all=True, all_value=".+")}
+def job(selection: list[str], upstream: list[str] | None = None) -> dict[str, Variable]:
+    return {"job": Variable("job", selection, multi=True, include_all=True, all_value=".+"),
+            "upstream": Variable("upstream", upstream or [ALL], multi=True, include_all=True, all_value=".+")}
+
+
+def ingest(base: str, records: list[dict[str, Any]]) -> None:
+    body = "\n".join(json.dumps(r) for r in records).encode()
+    request = urllib.request.Request(f"{base}/insert/jsonline?_stream_fields=service.name,service.namespace",
+                                     data=body, headers={"Content-Type": "application/stream+json"})
+    urllib.request.urlopen(request, timeout=10).close()
 
 
 def test_victorialogs_rejects_a_broken_query(victorialogs: str) -> None:
@@ -80,7 +94,7 @@ def test_every_dashboard_logsql_query_parses(victorialogs: str, selection: str) 
     assert len(queries) >= 3, queries
     bad = []
     for where, expr in queries:
-        text = interpolate(expr, job(SELECTIONS[selection]), victorialogs_format)
+        text = interpolate(expr, job(SELECTIONS[selection], UPSTREAMS[selection]), victorialogs_format)
         assert "$" not in text.replace("$`", ""), f"{where}: not interpolated: {text}"
         status = query(victorialogs, text)[0]
         if status != 200:
@@ -104,10 +118,7 @@ def test_the_job_filter_matches_prometheus_job_labels(victorialogs: str) -> None
         {"_msg": "health b", "service.name": "shop.v2", "hardening.health.state": "degraded"},
         {"_msg": "health c", "service.name": "shopxv2", "hardening.health.state": "healthy"},
     ]
-    body = "\n".join(json.dumps(r) for r in records).encode()
-    request = urllib.request.Request(f"{victorialogs}/insert/jsonline?_stream_fields=service.name,service.namespace",
-                                     data=body, headers={"Content-Type": "application/stream+json"})
-    urllib.request.urlopen(request, timeout=10).close()
+    ingest(victorialogs, records)
     health = next(expr for where, expr in dashboard_queries() if "Health changes" in where)
 
     def found(selection: list[str]) -> list[str]:
@@ -121,3 +132,35 @@ def test_the_job_filter_matches_prometheus_job_labels(victorialogs: str) -> None
     assert found(["ns1/shop.v2"]) == ["health a"]
     assert found(["shop.v2"]) == ["health b"]  # the dot is escaped: shopxv2 does not match
     assert found(["shop.v2", "shopxv2"]) == ["health b", "health c"]
+
+
+def test_the_slow_request_table_selects_by_job_and_upstream(victorialogs: str) -> None:
+    """The latest-slow-requests table: hardening.slow_request records only, of the selected services
+    and upstreams (server.address, dots escaped), with the fields its columns show."""
+    phases = {"hardening.duration": "3.2", "hardening.phase.queue": "2.5", "hardening.phase.connect": "0.1",
+              "hardening.phase.headers": "0.5", "hardening.phase.backoff": "0.1",
+              "hardening.slow_request.threshold": "2", "trace_id": "0af7651916cd43dd8448eb211c80319c"}
+    records = [
+        {"_msg": "slow a", "service.name": "pay", "server.address": "api.example", **phases},
+        {"_msg": "slow b", "service.name": "pay", "server.address": "apixexample", **phases},
+        {"_msg": "slow c", "service.name": "web", "server.address": "api.example", **phases},
+        {"_msg": "not slow", "service.name": "pay", "server.address": "api.example",
+         "hardening.health.state": "healthy"},
+    ]
+    ingest(victorialogs, records)
+    slow = next(expr for where, expr in dashboard_queries() if "slow requests" in where)
+
+    def found(jobs: list[str], upstreams: list[str]) -> list[dict[str, Any]]:
+        return sorted(query(victorialogs, interpolate(slow, job(jobs, upstreams), victorialogs_format))[1],
+                      key=lambda r: str(r["_msg"]))
+
+    deadline = time.monotonic() + 30
+    while len(found([ALL], [ALL])) < 3 and time.monotonic() < deadline:  # searchable a moment after ingest
+        time.sleep(0.5)
+    assert [r["_msg"] for r in found([ALL], [ALL])] == ["slow a", "slow b", "slow c"]
+    assert [r["_msg"] for r in found(["pay"], ["api.example"])] == ["slow a"]
+    assert [r["_msg"] for r in found(["pay", "web"], ["api.example"])] == ["slow a", "slow c"]
+    (row,) = found(["web"], [ALL])
+    columns = {k for k in phases if k.startswith("hardening.")} - {"hardening.slow_request.threshold"}
+    assert set(row) == {"_time", "_msg", "job", "server.address", "trace_id"} | columns
+    assert row["job"] == "web" and row["hardening.phase.queue"] == "2.5"

@@ -71,6 +71,19 @@ def test_documented_names_parsed() -> None:
             "cpython_gc_uncollectable_objects_total", "hardening_asyncio_task_growth_rate_per_second"} <= names
 
 
+def test_documented_names_include_the_semconv_http_client_names(tmp_path: Path) -> None:
+    """The HTTP semantic conventions' pool metrics have no hardening_ prefix: found all the same, and
+    not as the tail of a hardening_ name."""
+    doc = tmp_path / "telemetry.md"
+    doc.write_text("## Names in Prometheus\n| `http.client.open_connections` | `http_client_open_connections` |\n"
+                   "| t | http_client_request_time_in_queue_seconds_{bucket,sum,count} |\n"
+                   "| w | `hardening_http_client_pool_waiting` |\n")
+    names = documented_names(doc)
+    assert {"http_client_open_connections", "http_client_request_time_in_queue_seconds_bucket",
+            "http_client_request_time_in_queue_seconds_count", "hardening_http_client_pool_waiting"} <= names
+    assert "http_client_pool_waiting" not in names
+
+
 def test_every_metric_name_is_known() -> None:
     """Catches typos: every series an alert, recording rule, dashboard query or variable selects is in
     docs/telemetry.md, a recording rule, or a known Prometheus/collector series."""
@@ -81,8 +94,8 @@ def test_every_metric_name_is_known() -> None:
     for file, board in built_dashboards().items():
         for panel in board["panels"]:
             for target in panel.get("targets", []):
-                if target["datasource"]["type"] == "prometheus":
-                    used[f"{file} / {panel['title']}"] = metric_names(target["expr"])
+                if target["datasource"]["type"] == "prometheus":  # every target of the panel, not the last
+                    used.setdefault(f"{file} / {panel['title']}", set()).update(metric_names(target["expr"]))
         for var in board["templating"]["list"]:
             if var["type"] == "query":
                 used[f"{file} / ${var['name']}"] = variable_metric_names(var["query"])

@@ -73,7 +73,11 @@ APP_ENV = {
     "OTEL_PYTHON_HARDENING_CIRCUIT_RESET_TIMEOUT": "5s",
     "OTEL_PYTHON_HARDENING_HEALTH_WINDOW": "20s",
     "OTEL_PYTHON_HARDENING_HEALTH_DETAILS": "always",
+    # The saturation phase's calls (1 s answers, waits for a pool connection) are slow requests;
+    # the 5 s default is above the workload's 2 s timeouts.
+    "OTEL_PYTHON_HARDENING_SLOW_REQUEST": "500ms",
 }
+SATURATION = 30.0  # seconds of the pool saturation phase (tests/e2e/workload.py /saturate)
 
 
 # -- the alert receiver ---------------------------------------------------------------------------
@@ -190,6 +194,7 @@ class Scenario:
     outage_wall: float = 0.0  # time.time() when the first outage's alert fired
     outages: list[Outage] = field(default_factory=list)
     hunt: dict[str, Any] = field(default_factory=dict)
+    saturated_at: float = 0.0  # time.monotonic() when the pool saturation phase began
 
     def app_status(self) -> str:
         try:
@@ -255,13 +260,23 @@ def _run(run: Scenario, webhook: Webhook) -> None:
     run.upstream.set_phase("healthy")
     time.sleep(5)
 
+    # The pool saturated: callers wait for a connection, some end in PoolTimeout, calls are slow.
+    with urllib.request.urlopen(f"{_app_url(run)}/saturate?seconds={SATURATION:g}", timeout=10) as r:
+        r.read()
+    run.saturated_at = time.monotonic()
+    time.sleep(SATURATION + 2)
+
     # The outages: every attempt fails, the circuit opens, health turns critical; then recovery.
     for _ in range(OUTAGES):
         run.outages.append(_outage(run, webhook))
 
     # A leak hunt inside a traced request: its report is a log record in VictoriaLogs.
-    with urllib.request.urlopen(f"{run.app.ready_url.rsplit('/', 1)[0]}/hunt?seconds=2", timeout=30) as r:
+    with urllib.request.urlopen(f"{_app_url(run)}/hunt?seconds=2", timeout=30) as r:
         run.hunt = json.load(r)
+
+
+def _app_url(run: Scenario) -> str:
+    return run.app.ready_url.rsplit("/", 1)[0]
 
 
 def _outage(run: Scenario, webhook: Webhook) -> Outage:
@@ -322,6 +337,22 @@ def test_circuit_open_alert_names_the_upstream_while_the_service_is_critical(sce
     critical = [o for o in scenario.outages if o.alert_at <= note.at <= o.resolved_at]
     print(f"\n{name} at the receiver {note.at - scenario.outages[0].fault_at:.1f} s after the first fault"
           f"{', while ' + ALERT + ' was firing' if critical else ''}")
+
+
+def test_pool_saturation_alert_names_the_upstream(scenario: Scenario, webhook: Webhook) -> None:
+    """Calls that end in PoolTimeout fire HardeningPoolSaturated reason=pool_timeout for the upstream."""
+    name = "HardeningPoolSaturated"
+    note = webhook.first(name, "firing", scenario.saturated_at)
+    received = sorted({a["labels"]["alertname"] for n in webhook.received for a in n.body.get("alerts", [])})
+    assert note is not None, f"{name} never reached the receiver; received: {received}"
+    alert = next(a for a in note.alerts(name) if a.get("status") == "firing")
+    upstream = urllib.parse.urlsplit(scenario.upstream.server.url)
+    assert alert["labels"].get("service") == SERVICE, alert
+    assert alert["labels"].get("reason") == "pool_timeout", alert
+    assert (alert["labels"].get("server_address"), alert["labels"].get("server_port")) == \
+        (upstream.hostname, str(upstream.port)), alert
+    print(f"\n{name} (reason pool_timeout) at the receiver {note.at - scenario.saturated_at:.1f} s after the "
+          "saturation began")
 
 
 def _p95(values: list[float]) -> float:

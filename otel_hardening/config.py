@@ -7,6 +7,7 @@ field here.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ MAX_DEADLINE = 86400.0
 MAX_RETRY_AFTER = 86400.0
 MAX_BUDGET_TTL = 3600.0
 MAX_RESET_TIMEOUT = 86400.0
+MAX_SLOW_REQUEST = 86400.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,100 @@ class CircuitPolicy:
         )
 
 
+SLOW_ACCEPTED = f"off, or {_env.duration_accepted(MAX_SLOW_REQUEST)}"
+SLOW_UPSTREAMS_ACCEPTED = ("comma-separated host[:port]=duration|off entries, e.g. "
+                           "api.example.com=10s,reports.internal:8443=1m,[::1]=off")
+
+
+@dataclass(frozen=True)
+class SlowRequestPolicy:
+    """When a logical call is logged as slow (one ``hardening.slow_request`` record, rate limited)."""
+
+    threshold: float | None = 5.0
+    """Seconds from the call's start to its answer (attempts and waits included) past which it is slow;
+    None: off. 5 s: far above a healthy API call, below the 10-30 s where users and load balancers give up."""
+    upstreams: Mapping[str, float | None] = field(default_factory=dict)
+    """Per-upstream thresholds by ``host`` or ``host:port`` (``[v6]:port``), None turning it off: a
+    report endpoint that takes 30 s by design should not flood the log."""
+    logs_per_minute: float = 6.0
+    """Records per minute per upstream (token bucket): one every 10 s tells the story of a slow upstream;
+    ``hardening.http.client.slow_requests`` counts every slow call."""
+    burst: int = 3
+    """Records an upstream may emit at once before the rate applies: the first few of an incident."""
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None:
+            _env.check_seconds("SlowRequestPolicy.threshold", self.threshold, MAX_SLOW_REQUEST)
+        if not isinstance(self.upstreams, Mapping):
+            raise TypeError(f"SlowRequestPolicy.upstreams={self.upstreams!r}: accepted a mapping of "
+                            "host or host:port to seconds or None, e.g. {'api.example.com': 10.0}")
+        normalized: dict[str, float | None] = {}
+        for key, value in self.upstreams.items():
+            name = f"SlowRequestPolicy.upstreams[{key!r}]"
+            if not isinstance(key, str) or _upstream_key(key) is None:
+                raise ValueError(f"{name}: accepted a host or host:port key, e.g. 'api.example.com:443'")
+            if value is not None:
+                _env.check_seconds(name, value, MAX_SLOW_REQUEST)
+            normalized[_upstream_key(key) or key] = None if value is None else float(value)
+        object.__setattr__(self, "upstreams", normalized)
+        _number("SlowRequestPolicy.logs_per_minute", self.logs_per_minute, "a number of records per minute >= 0")
+        _whole("SlowRequestPolicy.burst", self.burst, "a whole number >= 1")
+
+    def __hash__(self) -> int:
+        return hash((self.threshold, tuple(sorted(self.upstreams.items())), self.logs_per_minute, self.burst))
+
+    def threshold_for(self, host: str, port: int) -> float | None:
+        """The threshold of one upstream: its ``host:port`` entry, else its ``host`` entry, else the default."""
+        upstreams = self.upstreams
+        if upstreams:
+            shown = f"[{host}]" if ":" in host else host.lower()
+            for key in (f"{shown}:{port}", shown):
+                if key in upstreams:
+                    return upstreams[key]
+        return self.threshold
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SlowRequestPolicy:
+        d = cls()
+        return cls(
+            threshold=_env.read(env, "SLOW_REQUEST", _slow_threshold, d.threshold, SLOW_ACCEPTED, shown="5s"),
+            upstreams=_env.read(env, "SLOW_REQUEST_UPSTREAMS", _slow_upstreams, {}, SLOW_UPSTREAMS_ACCEPTED,
+                                shown="none"),
+        )
+
+
+_OFF = frozenset({"off", "false", "no", "none", "0"})
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::(?P<port>[0-9]{1,5}))?", re.ASCII)
+
+
+def _upstream_key(raw: str) -> str | None:
+    """``host`` or ``host:port`` lower-cased, or None when it is neither."""
+    match = _HOST_PORT.fullmatch(raw.strip().lower())
+    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+        return None
+    return match[0]
+
+
+def _slow_threshold(raw: str) -> float | None:
+    if raw.lower() in _OFF:
+        return None
+    try:
+        return _env.check_seconds("SLOW_REQUEST", _env.parse_duration(raw), MAX_SLOW_REQUEST)
+    except ValueError:
+        raise _env.ConfigError(raw) from None
+
+
+def _slow_upstreams(raw: str) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for entry in _env.csv(raw):
+        key, sep, value = entry.partition("=")
+        host = _upstream_key(key)
+        if not sep or host is None:
+            raise _env.ConfigError(raw)
+        out[host] = _slow_threshold(value.strip())
+    return out
+
+
 def _whole(name: str, value: object, accepted: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name}={value!r}: accepted {accepted}")
@@ -189,6 +285,7 @@ class HardeningConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     budget: BudgetPolicy = field(default_factory=BudgetPolicy)
     circuit: CircuitPolicy = field(default_factory=CircuitPolicy)
+    slow: SlowRequestPolicy = field(default_factory=SlowRequestPolicy)
     resources: ResourceConfig = field(default_factory=ResourceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     instrument_httpx: bool = True
@@ -223,6 +320,7 @@ class HardeningConfig:
             retry=RetryPolicy.from_env(env),
             budget=BudgetPolicy.from_env(env),
             circuit=CircuitPolicy.from_env(env),
+            slow=SlowRequestPolicy.from_env(env),
             resources=ResourceConfig.from_env(env),
             health=HealthConfig.from_env(env),
             instrument_httpx=_env.flag(env, "INSTRUMENT_HTTPX", True),

@@ -92,7 +92,8 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         telemetry = new_telemetry(tracer_provider, meter_provider)
         REGISTRY.configure(config.max_upstreams, config.max_upstream_series)
         installation = _Installation(config, Engine(
-            config.retry, config.circuit, config.budget, telemetry, active=lambda: installation.active))
+            config.retry, config.circuit, config.budget, telemetry, active=lambda: installation.active,
+            slow=config.slow, logger_provider=kwargs.get("logger_provider")))
         HardeningInstrumentor._installation = installation
         _open_outbox(installation, kwargs)
         if kwargs.get("instrument_httpx") and config.instrument_httpx:

@@ -24,6 +24,11 @@ when the transport calls its pool, so the pool tells the attempt (``ATTEMPT``) i
 I/O, and the engine annotates that span (resend count, redacted URL). Nothing is written into the
 caller's request for this: the request the application built is the one it gets back, unchanged.
 
+**Phases and connections.** The same places time the attempt for the slow-request record
+(phases.py): its pool entry (whether the pool was full), each connect and TLS handshake, its first
+write. A connection opened by a hardened attempt carries its open time on its stream and records
+``http.client.connection.duration`` when httpcore closes it.
+
 Only pools that have a ``_network_backend`` (httpx's ``HTTPTransport`` and its proxy pools) get the
 wrappers, installed once per pool on the pool instance (``transport._pool`` stays the same object). A
 transport that wraps httpx's own (opentelemetry's ``SyncOpenTelemetryTransport``, say) is followed
@@ -34,21 +39,38 @@ deadline between attempts only.
 from __future__ import annotations
 
 import copy
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpcore
 import httpx
+
+if TYPE_CHECKING:
+    from otel_hardening.http.registry import Upstream
+    from otel_hardening.http.telemetry import Telemetry
 
 
 class Attempt(Protocol):
     deadline_at: float | None
     """Absolute ``time.monotonic()`` by which the attempt's socket operations must end, or None."""
+    queued_at: float
+    """When the attempt arrived at a full pool, until it has a connection; else 0.0 (phases.py)."""
+    upstream: Upstream
+
+    @property
+    def telemetry(self) -> Telemetry: ...
 
     def attempt_started(self) -> None:
         """Called as the attempt enters the pool (inside its CLIENT span), before any I/O."""
+
+    def queued(self, now: float) -> None: ...
+
+    def got_connection(self, now: float) -> None: ...
+
+    def connected(self, start: float, end: float) -> None: ...
 
 
 ATTEMPT: ContextVar[Attempt | None] = ContextVar("otel_hardening_attempt", default=None)
@@ -68,26 +90,79 @@ def _cut(timeout: float | None, error: type[Exception]) -> float | None:
     return left if timeout is None or timeout > left else timeout
 
 
-class DeadlineStream(httpcore.NetworkStream):
-    __slots__ = ("inner",)
+def _cut_write(timeout: float | None) -> float | None:
+    """``_cut`` for a write, which also ends an attempt's wait for a connection (phases.py)."""
+    attempt = ATTEMPT.get()
+    if attempt is None:
+        return timeout
+    if attempt.queued_at:
+        attempt.got_connection(time.monotonic())
+    deadline = attempt.deadline_at
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.WriteTimeout("the hardening deadline (RETRY_DEADLINE) of the request has passed")
+    return left if timeout is None or timeout > left else timeout
 
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
+
+class _Lifetime:
+    """A connection's open time and where its ``http.client.connection.duration`` goes when it closes."""
+
+    __slots__ = ("attrs", "histogram", "opened")
+
+    def __init__(self, attempt: Attempt, opened: float) -> None:
+        self.histogram = attempt.telemetry.connection_duration
+        self.attrs = attempt.upstream.pool_attrs
+        self.opened = opened
+
+    def closed(self) -> None:
+        opened, self.opened = self.opened, 0.0
+        if opened:  # once, whoever closes it first
+            self.histogram.record(time.monotonic() - opened, self.attrs)
+
+
+def _connecting() -> tuple[Attempt | None, float]:
+    attempt = ATTEMPT.get()
+    return attempt, (time.monotonic() if attempt is not None else 0.0)
+
+
+def _connected(attempt: Attempt | None, start: float) -> _Lifetime | None:
+    if attempt is None:
+        return None  # a connection opened outside a hardened attempt: not measured
+    end = time.monotonic()
+    attempt.connected(start, end)
+    return _Lifetime(attempt, end)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    __slots__ = ("inner", "lifetime")
+
+    def __init__(self, inner: httpcore.NetworkStream, lifetime: _Lifetime | None = None) -> None:
         self.inner = inner
+        self.lifetime = lifetime
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self.inner.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if buffer:  # httpcore writes b"" for an empty body and for its end: nothing to send, nothing to cut
-            self.inner.write(buffer, _cut(timeout, httpcore.WriteTimeout))
+            self.inner.write(buffer, _cut_write(timeout))
 
     def close(self) -> None:
-        self.inner.close()
+        try:
+            self.inner.close()
+        finally:
+            if self.lifetime is not None:
+                self.lifetime.closed()
 
     def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:
-        return DeadlineStream(self.inner.start_tls(ssl_context, server_hostname,
-                                                   _cut(timeout, httpcore.ConnectTimeout)))
+        attempt, start = _connecting()
+        stream = self.inner.start_tls(ssl_context, server_hostname, _cut(timeout, httpcore.ConnectTimeout))
+        if attempt is not None:
+            attempt.connected(start, time.monotonic())
+        return DeadlineStream(stream, self.lifetime)  # the TLS stream is the one httpcore closes
 
     def get_extra_info(self, info: str) -> Any:
         return self.inner.get_extra_info(info)
@@ -99,13 +174,17 @@ class DeadlineBackend(httpcore.NetworkBackend):
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Iterable[SocketOption] | None = None) -> httpcore.NetworkStream:
+        attempt, start = _connecting()
         timeout = _cut(timeout, httpcore.ConnectTimeout)
-        return DeadlineStream(self.inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        stream = self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return DeadlineStream(stream, _connected(attempt, start))
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Iterable[SocketOption] | None = None) -> httpcore.NetworkStream:
+        attempt, start = _connecting()
         timeout = _cut(timeout, httpcore.ConnectTimeout)
-        return DeadlineStream(self.inner.connect_unix_socket(path, timeout, socket_options))
+        stream = self.inner.connect_unix_socket(path, timeout, socket_options)
+        return DeadlineStream(stream, _connected(attempt, start))
 
     def sleep(self, seconds: float) -> None:
         self.inner.sleep(seconds)
@@ -115,25 +194,33 @@ class DeadlineBackend(httpcore.NetworkBackend):
 
 
 class AsyncDeadlineStream(httpcore.AsyncNetworkStream):
-    __slots__ = ("inner",)
+    __slots__ = ("inner", "lifetime")
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+    def __init__(self, inner: httpcore.AsyncNetworkStream, lifetime: _Lifetime | None = None) -> None:
         self.inner = inner
+        self.lifetime = lifetime
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self.inner.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if buffer:
-            await self.inner.write(buffer, _cut(timeout, httpcore.WriteTimeout))
+            await self.inner.write(buffer, _cut_write(timeout))
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        try:
+            await self.inner.aclose()
+        finally:
+            if self.lifetime is not None:
+                self.lifetime.closed()
 
     async def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
                         timeout: float | None = None) -> httpcore.AsyncNetworkStream:
-        return AsyncDeadlineStream(await self.inner.start_tls(ssl_context, server_hostname,
-                                                              _cut(timeout, httpcore.ConnectTimeout)))
+        attempt, start = _connecting()
+        stream = await self.inner.start_tls(ssl_context, server_hostname, _cut(timeout, httpcore.ConnectTimeout))
+        if attempt is not None:
+            attempt.connected(start, time.monotonic())
+        return AsyncDeadlineStream(stream, self.lifetime)
 
     def get_extra_info(self, info: str) -> Any:
         return self.inner.get_extra_info(info)
@@ -146,14 +233,18 @@ class AsyncDeadlineBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None,
                           socket_options: Iterable[SocketOption] | None = None) -> httpcore.AsyncNetworkStream:
+        attempt, start = _connecting()
         timeout = _cut(timeout, httpcore.ConnectTimeout)
-        return AsyncDeadlineStream(await self.inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        stream = await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return AsyncDeadlineStream(stream, _connected(attempt, start))
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[SocketOption] | None = None
                                   ) -> httpcore.AsyncNetworkStream:
+        attempt, start = _connecting()
         timeout = _cut(timeout, httpcore.ConnectTimeout)
-        return AsyncDeadlineStream(await self.inner.connect_unix_socket(path, timeout, socket_options))
+        stream = await self.inner.connect_unix_socket(path, timeout, socket_options)
+        return AsyncDeadlineStream(stream, _connected(attempt, start))
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)
@@ -162,11 +253,16 @@ class AsyncDeadlineBackend(httpcore.AsyncNetworkBackend):
         return getattr(self.inner, name)
 
 
-def _attempt_started(request: httpcore.Request) -> httpcore.Request:
-    """Tell the attempt it started; bound the wait for a connection by what is left of its deadline."""
+def _attempt_started(request: httpcore.Request, in_pool: Sized, max_connections: int) -> httpcore.Request:
+    """Tell the attempt it started; bound the wait for a connection by what is left of its deadline.
+
+    ``in_pool``: the pool's requests in flight or waiting; as many as ``max_connections`` and this one
+    waits for a connection (hooks.py checked both private names; ``()`` for another kind of pool)."""
     attempt = ATTEMPT.get()
     if attempt is None:
         return request
+    if len(in_pool) >= max_connections:
+        attempt.queued(time.monotonic())
     attempt.attempt_started()
     deadline = attempt.deadline_at
     if deadline is None:
@@ -187,30 +283,39 @@ _WRAPPER_ATTRIBUTES = ("_transport", "transport")
 _MAX_DEPTH = 4
 
 
-def prepare_pool(transport: object, depth: int = 0) -> None:
-    """Put the deadline-aware backend and the attempt-start call into ``transport``'s pool, once."""
+def find_pool(transport: object, depth: int = 0) -> Any:
+    """The httpcore connection pool under ``transport`` (through OpenTelemetry's wrapper), or None."""
     pool: Any = getattr(transport, "_pool", None)
     if pool is None and depth < _MAX_DEPTH:
         for name in _WRAPPER_ATTRIBUTES:
             inner = getattr(transport, name, None)
             if isinstance(inner, (httpx.BaseTransport, httpx.AsyncBaseTransport)) and inner is not transport:
-                prepare_pool(inner, depth + 1)
-                return
-        return
+                return find_pool(inner, depth + 1)
+    return pool
+
+
+def prepare_pool(transport: object) -> None:
+    """Put the deadline-aware backend and the attempt-start call into ``transport``'s pool, once."""
+    pool = find_pool(transport)
     backend = getattr(pool, "_network_backend", None)
     if backend is None or "_otel_hardening" in vars(pool):
         return
+    # httpcore mutates this list in place, never replaces it: read once, it stays the pool's queue
+    in_pool: Sized = ()
+    max_connections = sys.maxsize
+    if isinstance(pool, (httpcore.ConnectionPool, httpcore.AsyncConnectionPool)):
+        in_pool, max_connections = pool._requests, pool._max_connections
     if isinstance(backend, httpcore.NetworkBackend):
         pool._network_backend = DeadlineBackend(backend)
         # looked up on the class at call time: a mock that patches the class later (respx) still applies
         def handle_request(request: httpcore.Request) -> httpcore.Response:
-            return type(pool).handle_request(pool, _attempt_started(request))  # type: ignore[no-any-return]
+            return type(pool).handle_request(pool, _attempt_started(request, in_pool, max_connections))  # type: ignore[no-any-return]
 
         pool.handle_request = handle_request
     elif isinstance(backend, httpcore.AsyncNetworkBackend):
         pool._network_backend = AsyncDeadlineBackend(backend)
         async def handle_async_request(request: httpcore.Request) -> httpcore.Response:
-            return await type(pool).handle_async_request(pool, _attempt_started(request))  # type: ignore[no-any-return]
+            return await type(pool).handle_async_request(pool, _attempt_started(request, in_pool, max_connections))  # type: ignore[no-any-return]
 
         pool.handle_async_request = handle_async_request
     else:

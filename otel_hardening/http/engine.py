@@ -22,15 +22,18 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from otel_hardening._env import check_seconds
 from otel_hardening._redaction import needs_redaction, redact_url
-from otel_hardening.config import MAX_DEADLINE, BudgetPolicy, CircuitPolicy, RetryPolicy
+from otel_hardening.config import MAX_DEADLINE, BudgetPolicy, CircuitPolicy, RetryPolicy, SlowRequestPolicy
 from otel_hardening.http import outcomes
 from otel_hardening.http import policy as pol
 from otel_hardening.http import telemetry as tm
 from otel_hardening.http.circuit import OPEN, Permit
 from otel_hardening.http.deadline import ATTEMPT
 from otel_hardening.http.errors import CircuitOpenError
+from otel_hardening.http.phases import AttemptPhases
 from otel_hardening.http.registry import REGISTRY, Upstream
+from otel_hardening.http.slow import SlowRequests
 
+_monotonic = time.monotonic  # one lookup less on every call's end
 _URL_KEYS = ("url.full", "http.url")
 _CACHED_UPSTREAMS = 256
 _OPTION_KEYS = frozenset({"retry", "max_attempts", "idempotent", "deadline"})
@@ -46,12 +49,16 @@ class Engine:
         budget: BudgetPolicy,
         telemetry: tm.Telemetry,
         active: Callable[[], bool] | None = None,
+        slow: SlowRequestPolicy | None = None,
+        logger_provider: Any = None,
     ) -> None:
         self.retry = retry
         self.circuit = circuit
         self.budget = budget
         self.telemetry = telemetry
         self.active = active or (lambda: True)
+        self.slow = SlowRequests(slow or SlowRequestPolicy(), logger_provider)
+        self.slow_after = self.slow.shortest
         self.clients: weakref.WeakSet[httpx.Client | httpx.AsyncClient] = weakref.WeakSet()
         """The clients this engine hardened (``uninstall()`` gives them their own step back)."""
         self._upstreams: dict[tuple[str, str, int | None], Upstream] = {}
@@ -72,7 +79,7 @@ class Engine:
         return Call(self, request, upstream)
 
 
-class Call:
+class Call(AttemptPhases):
     """One logical request: its attempts, waits, circuit permits and telemetry."""
 
     # What most calls never change stays a class attribute: __init__ runs on every request.
@@ -90,11 +97,12 @@ class Call:
     _outer_context: context.Context | None = None
     _token: Any = None
     _scope: Any = None
+    _last_reason: str | None = None
 
     def __init__(self, engine: Engine, request: httpx.Request, upstream: Upstream) -> None:
         self.request = request
         self.upstream = upstream
-        self.telemetry = engine.telemetry
+        self.engine = engine
         retry = engine.retry
         self.retry = retry
         self.max_attempts = retry.max_attempts
@@ -150,7 +158,7 @@ class Call:
             self.denied = "circuit_open"
             self._ensure_span().add_event(tm.EVENT_RETRY_DENIED, {"hardening.retry.reason": "circuit_open"})
             if self.attempt > 0:
-                self._finish(outcomes.FAILURE_AFTER_RETRY)
+                self._finish(outcomes.FAILURE_AFTER_RETRY, self._last_reason)
                 return False
             self._finish(outcomes.REJECTED_CIRCUIT_OPEN)
             raise CircuitOpenError(self.upstream.name, retry_in, request=self.request)
@@ -170,6 +178,10 @@ class Call:
         if caller.is_recording():
             caller.add_event(tm.EVENT_CIRCUIT_REJECTED, upstream.rejected_event_attrs)
         raise CircuitOpenError(upstream.name, upstream.circuit.seconds_until_trial(), request=self.request)
+
+    @property
+    def telemetry(self) -> tm.Telemetry:
+        return self.engine.telemetry
 
     def attempt_started(self) -> None:
         """The attempt entered the connection pool (deadline.py), inside its CLIENT span if there is one."""
@@ -212,14 +224,14 @@ class Call:
         if transitions:
             self._state_events(transitions)
         if status not in self.retry.retry_statuses:
-            self._finish(self._outcome(ok=not failed))
+            self._finish(self._outcome(ok=not failed), status)
             return None
         retry_after = None
         if status in pol.RETRY_AFTER_STATUSES:
             retry_after = pol.parse_retry_after(response.headers.get("retry-after"))
         delay = self._next_delay(str(status), retry_after)
         if delay is None:
-            self._finish(self._outcome(ok=False))
+            self._finish(self._outcome(ok=False), status)
         return delay
 
     def on_error(self, exc: Exception) -> float | None:
@@ -233,7 +245,11 @@ class Call:
             self.upstream.circuit.release(self.permit)
         delay = self._next_delay(pol.error_type(exc), None) if pol.is_retryable_error(exc) else None
         if delay is None:
-            self._finish(self._outcome(ok=False))
+            if isinstance(exc, httpx.PoolTimeout):
+                self.end_attempt(time.monotonic())  # its wait is a time_in_queue sample (phases.py)
+                self._finish(outcomes.POOL_TIMEOUT, exc)
+            else:
+                self._finish(self._outcome(ok=False), exc)
         return delay
 
     def abandon(self) -> None:
@@ -265,7 +281,8 @@ class Call:
             if self._delays is None:
                 self._delays = pol.backoff_delays(self.retry.backoff_initial, self.retry.backoff_max)
             delay = next(self._delays)
-        if delay >= self.deadline - (time.monotonic() - self.start):
+        now = time.monotonic()
+        if delay >= self.deadline - (now - self.start):
             self._deny("deadline", reason)
             return None
         circuit = self.upstream.circuit
@@ -282,6 +299,9 @@ class Call:
         })
         self.telemetry.retries.add(1, self.upstream.retry_attrs(reason))
         self.telemetry.retry_delay.record(delay, self.upstream.base_attrs)
+        self.end_attempt(now, now + delay)
+        self.backoff += delay
+        self._last_reason = reason
         return delay
 
     def _deny(self, why: str, reason: str) -> None:
@@ -340,9 +360,13 @@ class Call:
             self._scope = None
             scope.__exit__(None, None, None)
 
-    def _finish(self, outcome: str) -> None:
+    def _finish(self, outcome: str, answer: int | str | Exception | None = None) -> None:
+        """End the call with ``outcome``; ``answer``: the last status, error (or its type), if any."""
         self.finished = True
         self.permit = None
+        end = _monotonic()
+        if end - self.start > self.engine.slow_after:
+            self.engine.slow.check(self, outcome, answer, end)
         span = self.span
         if span is None:
             self.upstream.tally.add(outcome, self.attempt)

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, TypeVar
 import httpx
 from opentelemetry import metrics, trace
 
-from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
+from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy, SlowRequestPolicy
 from otel_hardening.http.clients import track_client
 from otel_hardening.http.deadline import prepare_pool
 from otel_hardening.http.engine import Engine
 from otel_hardening.http.hooks import usable
 from otel_hardening.http.one_span import quiet_inside
+from otel_hardening.http.pools import track
 from otel_hardening.http.registry import REGISTRY
 from otel_hardening.http.send import AsyncHardenedSend, HardenedSend
 from otel_hardening.http.telemetry import Telemetry
@@ -59,6 +60,13 @@ def providers_of(telemetry: Telemetry) -> tuple[trace.TracerProvider | None, met
     return None, None
 
 
+def _installed_logger_provider() -> object:
+    from otel_hardening.instrumentor import HardeningInstrumentor
+
+    installation = HardeningInstrumentor._installation
+    return None if installation is None else installation.engine.slow.logger_provider
+
+
 def _defaults() -> tuple[HardeningConfig, Telemetry]:
     """What ``harden()`` starts from: the installed configuration and telemetry while ``install()``
     (or zero code) is active, else the environment's and the global providers', made once."""
@@ -82,8 +90,10 @@ def harden(
     retry: RetryPolicy | None = None,
     circuit: CircuitPolicy | None = None,
     budget: BudgetPolicy | None = None,
+    slow: SlowRequestPolicy | None = None,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
+    logger_provider: object = None,
     outbox: Outbox | None = None,
 ) -> ClientT:
     """Harden ``client`` in place and return it. Policies and providers not given are the installed
@@ -91,12 +101,14 @@ def harden(
 
     Hardening a client again (one ``install()`` already hardened, say) replaces its policies.
     ``outbox``: writes that still fail for a retryable reason are stored and replayed (docs/outbox.md).
+    ``slow``: when a call is logged as slow (``hardening.slow_request`` records, through
+    ``logger_provider``, else the installed or global one).
     """
     if not isinstance(client, (httpx.Client, httpx.AsyncClient)):
         raise TypeError(f"harden() takes an httpx.Client or httpx.AsyncClient, got {type(client).__name__} "
                         f"{client!r:.80}; e.g. harden(httpx.Client(base_url=...))")
     for name, value, kind in (("retry", retry, RetryPolicy), ("circuit", circuit, CircuitPolicy),
-                              ("budget", budget, BudgetPolicy)):
+                              ("budget", budget, BudgetPolicy), ("slow", slow, SlowRequestPolicy)):
         if value is not None and not isinstance(value, kind):
             raise TypeError(f"harden({name}=...) takes a {kind.__name__} or None, got {type(value).__name__}; "
                             f"e.g. {name}={kind.__name__}(...)")
@@ -106,8 +118,11 @@ def harden(
         telemetry = new_telemetry(base_tracer if tracer_provider is None else tracer_provider,
                                   base_meter if meter_provider is None else meter_provider)
     config = replace(config, retry=retry or config.retry, circuit=circuit or config.circuit,
-                     budget=budget or config.budget)
-    wrap_client(client, Engine(config.retry, config.circuit, config.budget, telemetry))
+                     budget=budget or config.budget, slow=slow or config.slow)
+    if logger_provider is None:
+        logger_provider = _installed_logger_provider()
+    wrap_client(client, Engine(config.retry, config.circuit, config.budget, telemetry, slow=config.slow,
+                               logger_provider=logger_provider))
     if outbox is not None:
         from otel_hardening.outbox._hook import attach
 
@@ -123,6 +138,7 @@ def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> Non
     current = vars(client).get("_send_single_request")
     if isinstance(current, (HardenedSend, AsyncHardenedSend)):
         current.engine = engine
+        track(client, engine.telemetry)
         return
     if not usable(client):  # a private hook is missing or changed: logged, counted, left as it was
         return
@@ -139,6 +155,7 @@ def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> Non
     client._send_single_request = hardened  # type: ignore[method-assign]
     engine.clients.add(client)
     track_client(client)
+    track(client, engine.telemetry)
 
 
 def unwrap_clients(engine: Engine) -> int:

@@ -104,6 +104,15 @@ def _pool(transport: object) -> Iterator[Problem]:
     backend = vars(pool).get("_network_backend")
     if not isinstance(backend, (httpcore.NetworkBackend, httpcore.AsyncNetworkBackend)):
         yield "httpcore", f"{type(pool).__name__}._network_backend (an httpcore NetworkBackend)"
+    # The pool metrics (pools.py) and the time_in_queue check (deadline.py) read what httpcore has no
+    # public accessor for: pool._requests, its requests in flight or waiting for a connection (a
+    # PoolRequest list; pool.connections is public, the queue is not), and the limits the pool was
+    # built with (httpx.Limits is not kept by the transport), as httpcore normalised them.
+    if not isinstance(vars(pool).get("_requests"), list):
+        yield "httpcore", f"{type(pool).__name__}._requests (the list of requests in the pool)"
+    for name in ("_max_connections", "_max_keepalive_connections"):
+        if not isinstance(vars(pool).get(name), int):
+            yield "httpcore", f"{type(pool).__name__}.{name} (an int)"
 
 
 def _breaker() -> Iterator[Problem]:

@@ -61,6 +61,7 @@ class Upstream:
         "last_used",
         "name",
         "next_traced_rejection",
+        "pool_attrs",
         "port",
         "rejected_event_attrs",
         "series",
@@ -84,6 +85,8 @@ class Upstream:
         self.last_used = time.monotonic()
         self.next_traced_rejection = 0.0
         self.rejected_event_attrs = {"hardening.circuit.name": name}
+        self.pool_attrs: dict[str, Any] = {**self.attrs.base, "url.scheme": name.partition("://")[0]}
+        """The connection-pool metrics' attributes (the series' upstream and the URL scheme)."""
 
     @property
     def base_attrs(self) -> dict[str, Any]:
@@ -212,6 +215,10 @@ class Registry:
             if series.budget == float("inf"):
                 series.budget = 0.0
         return list(out.values())
+
+    def is_named(self, name: str) -> bool:
+        """Whether upstream ``name`` has its own metric series (else it is counted under ``OVERFLOW``)."""
+        return name in self._named
 
     def all(self) -> list[Upstream]:
         with self._lock:

@@ -43,17 +43,23 @@ class Tally:
     from them on read: only a rejected call makes no attempt, every other one makes its first.
     """
 
-    __slots__ = ("_lock", "attempts", "outcomes")
+    __slots__ = ("_lock", "attempts", "outcomes", "slow")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.attempts = 0
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.slow = 0
+        """Logical calls slower than their slow-request threshold (http/slow.py)."""
 
     def add(self, outcome: str, attempts: int) -> None:
         with self._lock:
             self.outcomes[outcome] += 1
             self.attempts += attempts
+
+    def add_slow(self) -> None:
+        with self._lock:
+            self.slow += 1
 
     @property
     def calls(self) -> int:
@@ -73,6 +79,7 @@ class Tally:
         mine = self.outcomes
         with other._lock:
             self.attempts += other.attempts
+            self.slow += other.slow
             for outcome, n in other.outcomes.items():
                 if n:
                     mine[outcome] += n

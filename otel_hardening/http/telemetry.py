@@ -25,6 +25,9 @@ TRACED_REJECTION_INTERVAL = 1.0
 
 _DELAY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10)
+_QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# a keep-alive connection lives from a request (ms) to the pool's expiry (httpx: 5 s idle) or hours
+_CONNECTION_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class Telemetry:
@@ -68,6 +71,22 @@ class Telemetry:
         meter.create_observable_gauge(
             "hardening.retry.budget.available", callbacks=[self._observe_budgets], unit="{retry}",
             description="Retries the upstream's retry budget would allow right now.")
+        meter.create_observable_counter(
+            "hardening.http.client.slow_requests", callbacks=[self._observe_slow], unit="{request}",
+            description="Logical calls slower than their slow-request threshold, logged or rate-limited away.")
+        # Both synchronous, recorded off the common path: on a connection's close, and only for an
+        # attempt that arrived at a full pool (http/phases.py).
+        self.connection_duration = meter.create_histogram(
+            "http.client.connection.duration", unit="s",
+            description="Lifetime of each connection a hardened request opened, recorded when it closes.",
+            explicit_bucket_boundaries_advisory=_CONNECTION_BUCKETS)
+        self.time_in_queue = meter.create_histogram(
+            "http.client.request.time_in_queue", unit="s",
+            description="Wait for a pool connection of attempts that arrived at a full pool.",
+            explicit_bucket_boundaries_advisory=_QUEUE_BUCKETS)
+        from otel_hardening.http.pools import PoolReadings  # it reads the registry, which imports this module
+
+        PoolReadings(self).register(meter)
         _count_bypasses(meter, meter_provider)
 
     def _series(self, fresh: bool = False) -> list[Series]:
@@ -100,6 +119,10 @@ class Telemetry:
         for series in self._series():
             if series.states:
                 yield Observation(series.budget, series.attrs.circuit)
+
+    def _observe_slow(self, options: CallbackOptions) -> Iterable[Observation]:
+        for series in self._series():  # zeros included: a first slow call is an increase, not a new series
+            yield Observation(series.tally.slow, series.attrs.base)
 
 
 _bypass_meters: list[object] = []

@@ -22,13 +22,14 @@ __all__ = [
 
 
 def reset() -> None:
-    """Forget every upstream's circuit, retry budget and counters, as in a fresh process.
+    """Forget every upstream's circuit, retry budget, counters and slow-request log rate, as in a fresh process.
 
     Hardened clients keep working: their next request starts from a closed circuit and a full budget.
     Circuits kept in Redis (``storage=redis://...``) are shared state outside the process and are not
     touched; give each test its own key prefix or Redis database instead.
     """
-    from otel_hardening.http import bypass, registry
+    from otel_hardening.http import bypass, registry, slow
 
     registry.reset()
     bypass.reset()
+    slow.reset()

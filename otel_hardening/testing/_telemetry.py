@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
+from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy, SlowRequestPolicy
 
 ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
 
@@ -48,12 +48,14 @@ class HardeningTelemetry:
     # -- turning the layer on with these providers ----------------------------------------------
 
     def harden(self, client: ClientT, *, retry: RetryPolicy | None = None,
-               circuit: CircuitPolicy | None = None, budget: BudgetPolicy | None = None) -> ClientT:
+               circuit: CircuitPolicy | None = None, budget: BudgetPolicy | None = None,
+               slow: SlowRequestPolicy | None = None) -> ClientT:
         """:func:`otel_hardening.harden` with these providers."""
         from otel_hardening import harden
 
-        return harden(client, retry=retry, circuit=circuit, budget=budget,
-                      tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
+        return harden(client, retry=retry, circuit=circuit, budget=budget, slow=slow,
+                      tracer_provider=self.tracer_provider, meter_provider=self.meter_provider,
+                      logger_provider=self.logger_provider)
 
     @contextmanager
     def install(self, config: HardeningConfig | None = None) -> Iterator[HardeningTelemetry]:
@@ -121,7 +123,8 @@ class HardeningTelemetry:
     # -- logs ------------------------------------------------------------------------------------
 
     def logs(self) -> list[ReadableLogRecord]:
-        """OTel log records emitted through the logger provider (``hardening.leak.report``, health changes)."""
+        """OTel log records emitted through the logger provider (``hardening.leak.report``, health changes,
+        ``hardening.slow_request``)."""
         return list(self.log_records.get_finished_logs())
 
     # -- lifecycle -------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def test_tail_sampling_keeps_trouble() -> None:
     assert policies["numeric_attribute"]["numeric_attribute"]["min_value"] == 1
     outcomes = set(policies["string_attribute"]["string_attribute"]["values"])
     assert outcomes == {"success_after_retry", "failure", "failure_after_retry", "rejected_circuit_open",
-                        "rejected_retry_budget"}
+                        "rejected_retry_budget", "pool_timeout"}
     assert not policies["string_attribute"]["string_attribute"].get("invert_match")
     assert "probabilistic" in policies
     gateway = yaml.safe_load((COLLECTOR / "gateway.yaml").read_text())

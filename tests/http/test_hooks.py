@@ -94,6 +94,11 @@ CASES = {
     "pool._network_backend missing": Case(
         "httpcore", "ConnectionPool._network_backend",
         lambda mp, c: mp.delattr(c._transport._pool, "_network_backend"), sends=False),
+    "pool._requests missing": Case(
+        "httpcore", "ConnectionPool._requests", lambda mp, c: mp.delattr(c._transport._pool, "_requests"), sends=False),
+    "pool._max_keepalive_connections not an int": Case(
+        "httpcore", "ConnectionPool._max_keepalive_connections",
+        lambda mp, c: mp.setattr(c._transport._pool, "_max_keepalive_connections", None), sends=False),
     "CircuitBreakerState._handle_error missing": Case(
         "pybreaker", "CircuitBreakerState._handle_error",
         lambda mp, c: mp.delattr(pybreaker.CircuitBreakerState, "_handle_error")),

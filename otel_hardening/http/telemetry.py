@@ -9,7 +9,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_hardening._version import __version__
-from otel_hardening.http import bypass
+from otel_hardening.http import bypass, quality
 from otel_hardening.http.outcomes import CIRCUIT_STATES
 from otel_hardening.http.series import Series
 
@@ -68,6 +68,7 @@ class Telemetry:
         meter.create_observable_gauge(
             "hardening.retry.budget.available", callbacks=[self._observe_budgets], unit="{retry}",
             description="Retries the upstream's retry budget would allow right now.")
+        quality.observe(meter, self)  # read from the upstreams' recent attempts at collection, like the above
         _count_bypasses(meter, meter_provider)
 
     def _series(self, fresh: bool = False) -> list[Series]:

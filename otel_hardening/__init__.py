@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import metrics, trace
 
 from otel_hardening._version import __version__
-from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy, SlowRequestPolicy
+from otel_hardening.config import (
+    BudgetPolicy,
+    CircuitPolicy,
+    HardeningConfig,
+    QualityPolicy,
+    RetryPolicy,
+    SlowRequestPolicy,
+)
 from otel_hardening.http.errors import CircuitOpenError
 from otel_hardening.http.harden import harden
 from otel_hardening.http.harden import providers_of as _providers_of
@@ -27,6 +34,7 @@ __all__ = [
     "CircuitPolicy",
     "HardeningConfig",
     "HardeningInstrumentor",
+    "QualityPolicy",
     "RetryPolicy",
     "SlowRequestPolicy",
     "__version__",

@@ -235,6 +235,78 @@ def _slow_upstreams(raw: str) -> dict[str, float | None]:
             raise _env.ConfigError(raw)
         out[host] = _slow_threshold(value.strip())
     return out
+QUALITY_LATENCY_ACCEPTED = ("three increasing durations > 0 and <= 1h: the p95 attempt latency under which "
+                            "an upstream is excellent, good, fair (e.g. 100ms,300ms,1s)")
+QUALITY_FAILURE_ACCEPTED = ("three increasing ratios > 0 and <= 1: the failed-attempt share under which an "
+                            "upstream is excellent, good, fair (e.g. 0.01,0.05,0.2)")
+MAX_QUALITY_LATENCY = 3600.0
+MAX_QUALITY_WINDOW = 3600.0
+
+
+@dataclass(frozen=True)
+class QualityPolicy:
+    """How each upstream's network quality class is judged (http/quality.py, docs/telemetry.md)."""
+
+    latency: tuple[float, float, float] = (0.1, 0.3, 1.0)
+    """p95 attempt latency (s) under which an upstream is excellent, good, fair; at or above the last,
+    poor. 100 ms: a same-region call with TLS; 300 ms: users start to notice; 1 s: a timeout is near."""
+    failure_ratio: tuple[float, float, float] = (0.01, 0.05, 0.2)
+    """Failed attempts (5xx, 429, transport errors) per attempt under which it is excellent, good, fair.
+    1 % is background noise; 5 % is what a retry hides; past 20 % every fifth call needs a retry."""
+    window: float = 60.0
+    """Attempts from this many seconds (at most the last 200) are judged: one metric scrape or a few health
+    evaluations, short enough that a recovered link reads as recovered within a minute or two."""
+    better_after: int = 3
+    """A better class applies only after it held for this many evaluations in a row (worse: at once)."""
+    margin: float = 0.1
+    """...and only while the value is this share past the threshold (p95 < 90 ms for excellent), so a value
+    sitting on a threshold does not flap."""
+
+    def __post_init__(self) -> None:
+        if not _increasing(self.latency, MAX_QUALITY_LATENCY):
+            raise ValueError(f"QualityPolicy.latency={self.latency!r}: accepted {QUALITY_LATENCY_ACCEPTED} "
+                             "as seconds, e.g. (0.1, 0.3, 1.0)")
+        if not _increasing(self.failure_ratio, 1.0):
+            raise ValueError(f"QualityPolicy.failure_ratio={self.failure_ratio!r}: accepted "
+                             f"{QUALITY_FAILURE_ACCEPTED}, e.g. (0.01, 0.05, 0.2)")
+        _env.check_seconds("QualityPolicy.window", self.window, MAX_QUALITY_WINDOW)
+        _whole("QualityPolicy.better_after", self.better_after, "a whole number >= 1")
+        if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not 0 <= self.margin < 1:
+            raise ValueError(f"QualityPolicy.margin={self.margin!r}: accepted a share >= 0 and < 1 (0.1 = 10 %)")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> QualityPolicy:
+        d = cls()
+        return cls(
+            latency=_env.read(env, "QUALITY_LATENCY", _latency_triple, d.latency, QUALITY_LATENCY_ACCEPTED,
+                              shown="100ms,300ms,1s"),
+            failure_ratio=_env.read(env, "QUALITY_FAILURE_RATIO", _ratio_triple, d.failure_ratio,
+                                    QUALITY_FAILURE_ACCEPTED, shown="0.01,0.05,0.2"),
+            window=_env.seconds(env, "QUALITY_WINDOW", d.window, MAX_QUALITY_WINDOW),
+        )
+
+
+def _increasing(values: object, maximum: float) -> bool:
+    if not isinstance(values, tuple) or len(values) != 3:
+        return False
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return False
+    low, mid, high = values
+    return bool(0 < low < mid < high <= maximum)
+
+
+def _latency_triple(raw: str) -> tuple[float, float, float]:
+    values = tuple(_env.parse_duration(part) for part in raw.split(","))
+    if not _increasing(values, MAX_QUALITY_LATENCY):
+        raise _env.ConfigError(raw)
+    return values  # type: ignore[return-value]
+
+
+def _ratio_triple(raw: str) -> tuple[float, float, float]:
+    values = tuple(float(part) for part in raw.split(","))
+    if not _increasing(values, 1.0):
+        raise _env.ConfigError(raw)
+    return values  # type: ignore[return-value]
 
 
 def _whole(name: str, value: object, accepted: str) -> None:
@@ -288,6 +360,8 @@ class HardeningConfig:
     slow: SlowRequestPolicy = field(default_factory=SlowRequestPolicy)
     resources: ResourceConfig = field(default_factory=ResourceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    quality: QualityPolicy = field(default_factory=QualityPolicy)
+    """How each upstream's network quality class is judged (``hardening.http.client.network.quality``)."""
     instrument_httpx: bool = True
     """Also turn on opentelemetry-instrumentation-httpx (one CLIENT span per attempt) if it is off."""
     max_upstreams: int = 1000
@@ -323,6 +397,7 @@ class HardeningConfig:
             slow=SlowRequestPolicy.from_env(env),
             resources=ResourceConfig.from_env(env),
             health=HealthConfig.from_env(env),
+            quality=QualityPolicy.from_env(env),
             instrument_httpx=_env.flag(env, "INSTRUMENT_HTTPX", True),
             max_upstreams=_env.read(env, "MAX_UPSTREAMS", _env.positive_int, 1000, "a whole number >= 1"),
             max_upstream_series=_env.read(env, "MAX_UPSTREAM_SERIES", _env.positive_int, 100,

@@ -24,6 +24,7 @@ from wrapt import wrap_function_wrapper
 
 from otel_hardening._logging import log_once, logger
 from otel_hardening.config import HardeningConfig
+from otel_hardening.http import quality
 from otel_hardening.http.engine import Engine
 from otel_hardening.http.harden import new_telemetry, unwrap_clients, wrap_client
 from otel_hardening.http.registry import REGISTRY
@@ -91,6 +92,7 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         meter_provider: metrics.MeterProvider | None = kwargs.get("meter_provider")
         telemetry = new_telemetry(tracer_provider, meter_provider)
         REGISTRY.configure(config.max_upstreams, config.max_upstream_series)
+        quality.configure(config.quality)
         installation = _Installation(config, Engine(
             config.retry, config.circuit, config.budget, telemetry, active=lambda: installation.active,
             slow=config.slow, logger_provider=kwargs.get("logger_provider")))

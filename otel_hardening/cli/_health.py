@@ -76,5 +76,9 @@ def render(doc: dict[str, Any], url: str) -> Table:
             if isinstance(observed, float):
                 observed = f"{observed:.3g}"
             unit = entry.get("observedUnit", "")
-            table.add_row(name, Text(label, style=colour), f"{observed} {unit}".strip(), str(entry.get("output", "")))
+            details = entry.get("details")
+            shown = f"{observed} {unit}".strip()
+            if isinstance(details, dict) and details:
+                shown = ", ".join([shown, *(f"{key} {value}" for key, value in details.items())])
+            table.add_row(name, Text(label, style=colour), shown, str(entry.get("output", "")))
     return table

@@ -68,6 +68,8 @@ def health_document(report: HealthReport, details: bool) -> dict[str, Any]:
             entry["observedUnit"] = comp.observed_unit
         if comp.status is not Status.HEALTHY:
             entry["output"] = comp.reason
+        if comp.details:
+            entry["details"] = dict(comp.details)
         checks.setdefault(comp.name, []).append(entry)
     doc["checks"] = checks
     return doc

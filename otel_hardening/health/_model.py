@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 
 class Status(str, enum.Enum):
@@ -55,6 +55,9 @@ class ComponentStatus:
     """Declared non-critical: ``status`` was capped at degraded."""
     required: bool = False
     """Declared required (``HEALTH_REQUIRED``): critical makes the process not ready."""
+    details: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """What else is known about the component that does not set its status, e.g. an upstream circuit's
+    ``{"networkQuality": "good"}``; the health document shows it as the check's ``details``."""
 
     @property
     def name(self) -> str:

@@ -45,6 +45,12 @@ def _registry_snapshot() -> Sequence[UpstreamLike]:
     return registry.snapshot()
 
 
+def _network_qualities() -> Mapping[str, str]:
+    from otel_hardening.http import quality
+
+    return quality.classes()
+
+
 def _ratio_status(ratio: float, degraded: float, critical: float | None) -> Status:
     if critical is not None and ratio > critical:
         return Status.CRITICAL
@@ -70,11 +76,16 @@ class Upstreams:
     Calls the open circuit rejected are the circuit component's news, not errors: they are left out of
     the error ratio. When a circuit closes again its upstream's window restarts there, so failures from
     before the recovery do not keep the status down after it.
+
+    The circuit component's ``details`` carry the upstream's network quality class (http/quality.py); it
+    never sets a status: a slow link shows in the ratios and the circuit when it starts to fail.
     """
 
-    def __init__(self, config: HealthConfig, snapshot: Callable[[], Sequence[UpstreamLike]] | None = None):
+    def __init__(self, config: HealthConfig, snapshot: Callable[[], Sequence[UpstreamLike]] | None = None,
+                 qualities: Callable[[], Mapping[str, str]] | None = None):
         self._config = config
         self._snapshot = snapshot or _registry_snapshot
+        self._qualities = qualities or _network_qualities
         self._history: collections.deque[tuple[float, dict[str, Counts]]] = collections.deque(maxlen=4096)
         self._states: dict[str, str] = {}
         self._closed_at: dict[str, tuple[float, Counts]] = {}
@@ -121,6 +132,7 @@ class Upstreams:
         for gone in set(self._states) - set(ups):
             self._states.pop(gone, None)
             self._closed_at.pop(gone, None)
+        qualities = self._qualities()
         out: list[ComponentStatus] = []
         for u in ups.values():
             c = current[u.name]
@@ -130,7 +142,9 @@ class Upstreams:
             status, reason = _CIRCUIT.get(u.circuit_state, (Status.DEGRADED, "unknown circuit state"))
             if rejected:
                 reason += f" ({rejected} calls rejected over {cfg.window:g}s)"
-            found = [ComponentStatus(u.name, "circuit", status, reason, u.circuit_state)]
+            quality = qualities.get(u.name)
+            details = {"networkQuality": quality} if quality is not None else {}
+            found = [ComponentStatus(u.name, "circuit", status, reason, u.circuit_state, details=details)]
             if attempts >= cfg.min_calls:
                 ratio = retries / attempts
                 status = _ratio_status(ratio, cfg.retry_ratio_degraded, None)

@@ -98,6 +98,8 @@ class Call(AttemptPhases):
     _token: Any = None
     _scope: Any = None
     _last_reason: str | None = None
+    attempt_at: float | None = None
+    """When the current attempt started, if it is a network quality sample (quality.py), else None."""
 
     def __init__(self, engine: Engine, request: httpx.Request, upstream: Upstream) -> None:
         self.request = request
@@ -164,6 +166,9 @@ class Call(AttemptPhases):
             raise CircuitOpenError(self.upstream.name, retry_in, request=self.request)
         self.permit = permit
         self.attempt += 1
+        recent = self.upstream.recent
+        if self.attempt > 1 or self.start >= recent.due:  # a network quality sample? (quality.py)
+            self.attempt_at = recent.sample(self.start if self.attempt == 1 else time.monotonic())
         return True
 
     def _reject_untraced(self) -> NoReturn:
@@ -217,6 +222,8 @@ class Call(AttemptPhases):
         assert self.permit is not None
         transitions: list[tuple[str, str]] = []
         failed = pol.is_failure_status(status)
+        if self.attempt_at is not None:
+            self.upstream.recent.add(self.attempt_at, failed)
         if failed:
             self.upstream.circuit.record_failure(self.permit, str(status), transitions)
         else:
@@ -238,6 +245,8 @@ class Call(AttemptPhases):
         """Seconds to wait before the next attempt, or None: ``exc`` is the answer."""
         assert self.permit is not None
         if pol.is_failure_error(exc):
+            if self.attempt_at is not None:
+                self.upstream.recent.add_error(self.attempt_at, exc)
             transitions: list[tuple[str, str]] = []
             self.upstream.circuit.record_failure(self.permit, pol.error_type(exc), transitions)
             self._state_events(transitions)

@@ -17,6 +17,7 @@ import httpx
 from opentelemetry import metrics, trace
 
 from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy, SlowRequestPolicy
+from otel_hardening.http import quality
 from otel_hardening.http.clients import track_client
 from otel_hardening.http.deadline import prepare_pool
 from otel_hardening.http.engine import Engine
@@ -80,6 +81,8 @@ def _defaults() -> tuple[HardeningConfig, Telemetry]:
         config = HardeningConfig.from_env()
         if not REGISTRY.configured:  # install(config) may have set its own limits already
             REGISTRY.configure(config.max_upstreams, config.max_upstream_series)
+        if not quality.configured:
+            quality.configure(config.quality)
         _default = (config, new_telemetry(None, None))
     return _default
 

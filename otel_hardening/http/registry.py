@@ -31,6 +31,7 @@ from otel_hardening.config import BudgetPolicy, CircuitPolicy
 from otel_hardening.http import telemetry as tm
 from otel_hardening.http.budget import RetryBudget
 from otel_hardening.http.circuit import Circuit
+from otel_hardening.http.quality import Recent
 from otel_hardening.http.series import OVERFLOW, OVERFLOW_ATTRS, Attrs, Series, Tally, UpstreamSnapshot
 from otel_hardening.http.storage import make_storage
 from otel_hardening.http.transitions import notify_transition
@@ -63,6 +64,7 @@ class Upstream:
         "next_traced_rejection",
         "pool_attrs",
         "port",
+        "recent",
         "rejected_event_attrs",
         "series",
         "tally",
@@ -82,6 +84,8 @@ class Upstream:
         self.budget = RetryBudget(budget)
         self.circuit = Circuit(name, circuit, make_storage(circuit.storage, name), self._state_changed)
         self.tally = Tally()
+        self.recent = Recent()
+        """Recent attempts and the network quality class (quality.py)."""
         self.last_used = time.monotonic()
         self.next_traced_rejection = 0.0
         self.rejected_event_attrs = {"hardening.circuit.name": name}

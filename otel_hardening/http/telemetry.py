@@ -9,7 +9,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_hardening._version import __version__
-from otel_hardening.http import bypass
+from otel_hardening.http import bypass, quality
 from otel_hardening.http.outcomes import CIRCUIT_STATES
 from otel_hardening.http.series import Series
 
@@ -87,6 +87,7 @@ class Telemetry:
         from otel_hardening.http.pools import PoolReadings  # it reads the registry, which imports this module
 
         PoolReadings(self).register(meter)
+        quality.observe(meter, self)  # read from the upstreams' recent attempts at collection, like the above
         _count_bypasses(meter, meter_provider)
 
     def _series(self, fresh: bool = False) -> list[Series]:

@@ -337,6 +337,13 @@ class Call(AttemptPhases):
                 "hardening.circuit.state": new,
             })
 
+    def trace_slow(self) -> trace.Span:
+        """The call was slow: its ``hardening.request`` span (made now if hardening had not acted on it)
+        says so, for trace search (``hardening.slow=true``) and the collector's tail sampling."""
+        span = self._ensure_span()
+        span.set_attribute("hardening.slow", True)
+        return span
+
     def _ensure_span(self) -> trace.Span:
         if self.span is None:
             first = self.first_attempt_span
@@ -374,13 +381,17 @@ class Call(AttemptPhases):
         self.finished = True
         self.permit = None
         end = _monotonic()
+        acted_on = self.span is not None
         if end - self.start > self.engine.slow_after:
-            self.engine.slow.check(self, outcome, answer, end)
+            self.engine.slow.check(self, outcome, answer, end)  # a logged slow call gets a span
         span = self.span
         if span is None:
             self.upstream.tally.add(outcome, self.attempt)
             return
-        self.upstream.finished_acted_on(outcome, self.attempt)
+        if acted_on:
+            self.upstream.finished_acted_on(outcome, self.attempt)
+        else:
+            self.upstream.tally.add(outcome, self.attempt)
         span.set_attribute("hardening.attempts", self.attempt)
         # Trace search backends match tags exactly (Jaeger): a bool to find "retried" by.
         span.set_attribute("hardening.retried", self.attempt > 1)

@@ -63,14 +63,16 @@ class SlowRequests:
             call.upstream.tally.add_slow()
             if _BUCKETS.take(call.upstream.series, self.policy, end):
                 call.end_attempt(end, end)
-                self._emit(call, outcome, answer, end - call.start, threshold)
+                self._emit(call, outcome, answer, end - call.start, threshold, call.trace_slow())
+            elif call.span is not None:
+                call.span.set_attribute("hardening.slow", True)
         except Exception:
             log_once("slow_request", logging.ERROR,
                      "otel_hardening: a slow-request record could not be made; slow requests are not logged",
                      exc_info=True)
 
     def _emit(self, call: Call, outcome: str, answer: int | str | Exception | None, duration: float,
-              threshold: float) -> None:
+              threshold: float, span: trace.Span) -> None:
         request, upstream = call.request, call.upstream
         url = redact_url(request.url)
         attrs: dict[str, Any] = {
@@ -88,7 +90,6 @@ class SlowRequests:
         shown = _answer(answer, attrs)
         attempts = f"{call.attempt} attempt{'' if call.attempt == 1 else 's'}"
         body = f"slow request {request.method} {url}: {duration:.1f} s (threshold {threshold:g} s), {attempts}"
-        span = call.span or call.first_attempt_span or trace.get_current_span()
         ctx = span.get_span_context()
         valid = ctx.is_valid
         record = LogRecord(

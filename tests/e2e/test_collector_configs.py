@@ -55,6 +55,7 @@ def test_tail_sampling_keeps_trouble() -> None:
     assert outcomes == {"success_after_retry", "failure", "failure_after_retry", "rejected_circuit_open",
                         "rejected_retry_budget", "pool_timeout"}
     assert not policies["string_attribute"]["string_attribute"].get("invert_match")
+    assert policies["boolean_attribute"]["boolean_attribute"] == {"key": "hardening.slow", "value": True}
     assert "probabilistic" in policies
     gateway = yaml.safe_load((COLLECTOR / "gateway.yaml").read_text())
     assert "tail_sampling" not in gateway.get("processors", {}), "gateways must share the single policy set"

@@ -37,6 +37,9 @@ from tests.e2e.conftest import (
     ROOT,
     Upstream,
     call_failed,
+    jaeger_tags,
+    jaeger_traces,
+    logsql,
     prom_query,
     serve_upstream,
     skip_without,
@@ -475,3 +478,42 @@ def _jaeger_trace(stack: LocalStack, trace_id: str) -> bool:
             return bool(json.load(response).get("data"))
     except urllib.error.HTTPError:
         return False
+
+
+PHASES = ("hardening.phase.queue", "hardening.phase.connect", "hardening.phase.headers", "hardening.phase.backoff")
+
+
+def test_slow_requests_are_found_in_the_logs_and_their_traces_in_jaeger(scenario: Scenario) -> None:
+    """The saturation phase's calls are slow (threshold 500 ms): their hardening.slow_request records are
+    in VictoriaLogs with the phase breakdown, found again by trace id, and each record's trace is in
+    Jaeger (kept by tail sampling for its hardening.slow=true span), rate limited per upstream."""
+    skip_without("jaeger", "victorialogs")
+    stack = scenario.stack
+    records = wait_for(lambda: logsql(stack, f'service.name:="{SERVICE}" hardening.slow_request.threshold:*'),
+                       60, what="hardening.slow_request records in VictoriaLogs")
+    # 6 callers for 30 s make several slow calls a second; per upstream the bucket lets 3 through, then
+    # 6 a minute (the workload calls one upstream; a slow call outside the phase takes from the same bucket)
+    minutes = (time.time() - scenario.start) / 60
+    assert len(records) <= 3 + 6 * minutes, f"{len(records)} records in {minutes:.1f} min: not rate limited"
+    for record in records:
+        assert all(phase in record for phase in PHASES), record
+        assert float(record["hardening.duration"]) > 0.5, record
+        assert record["trace_id"], record
+    queued = [r for r in records if float(r["hardening.phase.queue"]) > 0]
+    assert queued, f"no slow request waited for a pool connection: {records}"
+    trace_id = records[0]["trace_id"]
+    again = logsql(stack, f'trace_id:="{trace_id}" hardening.slow_request.threshold:*')
+    assert [r["_msg"] for r in again] == [records[0]["_msg"]]
+
+    def slow_traces() -> set[str]:
+        return {t["traceID"] for t in jaeger_traces(stack, SERVICE, {"hardening.slow": "true"}, limit=1000)}
+
+    wanted = {r["trace_id"] for r in records}
+    found = wait_for(lambda: slow_traces() & wanted or None, 60, what="the slow requests' traces in Jaeger")
+    print(f"\n{len(records)} slow-request records ({len(queued)} waited for the pool); "
+          f"{len(found)} of their {len(wanted)} traces found in Jaeger by hardening.slow=true")
+    assert found == wanted, f"records whose trace Jaeger does not have: {sorted(wanted - found)}"
+    trace = jaeger_traces(stack, SERVICE, {"hardening.slow": "true"}, limit=1000)
+    spans = [s for t in trace if t["traceID"] == trace_id for s in t["spans"]]
+    assert any(s["operationName"] == "hardening.request" and jaeger_tags(s).get("hardening.slow") is True
+               for s in spans), spans

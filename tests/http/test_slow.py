@@ -51,8 +51,19 @@ def test_a_slow_call_is_one_record_with_its_phases_and_trace(
     assert response.status_code == 200
     [record] = slow_records(otel)
     a = dict(record.attributes or {})
-    [client_span] = otel.finished()  # one attempt, no hardening.request span: the attempt's CLIENT span
-    assert record.trace_id == client_span.context.trace_id and record.span_id == client_span.context.span_id
+    # One attempt hardening did not act on: the logged slow call gets its hardening.request span, marked
+    # slow (tail sampling keeps it), which the record points at and which links the attempt's CLIENT span.
+    spans = {s.name: s for s in otel.finished()}
+    call_span = spans.pop("hardening.request")
+    [client_span] = spans.values()
+    assert call_span.attributes is not None and call_span.attributes["hardening.slow"] is True
+    assert call_span.attributes["hardening.outcome"] == "success"
+    assert [link.context.span_id for link in call_span.links] == [client_span.context.span_id]
+    # (no caller span here, so each is a root; under an app's SERVER span both are in its trace)
+    assert record.trace_id == call_span.context.trace_id and record.span_id == call_span.context.span_id
+    assert call_span.start_time is not None and client_span.start_time is not None
+    assert call_span.start_time <= client_span.start_time, "the span starts when the call started"
+    assert otel.total("hardening.http.client.retried.attempts") == 0, "not a call hardening acted on"
     assert record.severity_text == "WARN"
     assert a["url.full"] == f"{server.url}/orders?page=2"
     assert a["http.request.method"] == "GET" and a["http.response.status_code"] == 200

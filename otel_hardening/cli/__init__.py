@@ -74,9 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the demo: embedded flaky upstreams, hardened clients, live view",
                           description="Embedded fault-injecting upstreams and hardened httpx clients (sync and "
-                          "async) walk scripted phases: " + " -> ".join(PHASE_NAMES) + ". The view shows what "
-                          "the library measured. With OTEL_EXPORTER_OTLP_ENDPOINT set, everything is also "
-                          "exported over OTLP (OTEL_EXPORTER_OTLP_PROTOCOL grpc or http/protobuf).")
+                          "async) walk scripted phases: " + " -> ".join(PHASE_NAMES) + " (saturation: a slow upstream "
+                          "called by more threads than its client's pool has connections, so requests wait for "
+                          "one and some end in PoolTimeout). The view shows what the library measured, pool use "
+                          "and network quality per upstream included. With OTEL_EXPORTER_OTLP_ENDPOINT set, "
+                          "everything is also exported over OTLP (OTEL_EXPORTER_OTLP_PROTOCOL grpc or http/protobuf).")
     demo.add_argument("--duration", type=_positive_seconds, default=DEFAULT_DURATION,
                       help="seconds for one walk through the phases (default: %(default)g; 20 still shows all)")
     demo.add_argument("--phases", type=_phases, default=PHASE_NAMES,

@@ -1,12 +1,13 @@
 """``otel-hardening demo``: the library at work on an embedded default, nothing external needed.
 
 Two embedded fault-injecting upstreams (:mod:`otel_hardening.testing`), hardened httpx clients (sync
-and async) calling them, and scripted phases: healthy -> 503 burst -> outage -> recovery -> slow
-memory leak. The async client's charges that fail during the outage are deferred to an outbox (a
-SQLite file in a temporary directory, removed at the end) and delivered after recovery. The view shows
-what the library measured (its metrics, ``health.report()``, ``resources.snapshot()``, the leak hunt's
-log record). With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set
-everything is also exported over OTLP (traces, metrics every 5 s, logs).
+and async) calling them, and scripted phases: healthy -> 503 burst -> outage -> recovery -> pool
+saturation -> slow memory leak. The async client's charges that fail during the outage are deferred to
+an outbox (a SQLite file in a temporary directory, removed at the end) and delivered after recovery. In
+the saturation phase inventory answers slowly and more threads call it than its client has connections.
+The view shows what the library measured (its metrics, pools and network quality included,
+``health.report()``, ``resources.snapshot()``, the leak hunt's log record). With
+``OTEL_EXPORTER_OTLP_ENDPOINT`` set everything is also exported over OTLP (traces, metrics every 5 s, logs).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from otel_hardening.demo._readings import OUTCOME_COLUMNS, OutboxReading, Readin
 from otel_hardening.demo._scenario import (
     LEAK_TOTAL,
     PHASES,
+    POOL_SIZE,
+    POOL_TIMEOUT,
+    SURGE_WORKERS,
     Timeline,
     Upstreams,
     auto_time_scale,
@@ -99,7 +103,8 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
                            outbox=outbox)
     upstreams = Upstreams()
     names_by_port = {server.port: name for name, server in upstreams.servers.items()}
-    traffic = Traffic(upstreams.url("inventory"), upstreams.url("payments"))
+    traffic = Traffic(upstreams.url("inventory"), upstreams.url("payments"), pool_size=POOL_SIZE,
+                      pool_timeout=POOL_TIMEOUT)
     view = View(console, options.plain, timeline.phases)
     if options.plain:
         where = f", OTLP to {telemetry.otlp_endpoint}" if telemetry.otlp_endpoint else ""
@@ -139,7 +144,8 @@ class _Runner:
         self._leak_thread: threading.Thread | None = None
 
     def reading(self) -> Reading:
-        return read(self.telemetry, self.names_by_port, self.traffic.app_errors)
+        app_errors, foreign = self.traffic.errors()  # before the metrics: the app never runs ahead of them
+        return read(self.telemetry, self.names_by_port, app_errors, foreign)
 
     def walk(self) -> tuple[list[PhaseResult], Reading]:
         refresh = 0.25
@@ -165,6 +171,7 @@ class _Runner:
                     self._observe(current, reading)
                     if done or index != current_index:
                         reading = self._settle_outbox(current, self._settle_hunt(current, reading))
+                        reading = self._settle_surge(current, reading)
                         self._finish(current, before, reading)
                         results.append(current)
                         before, current = reading, None
@@ -199,6 +206,8 @@ class _Runner:
         self.upstreams.enter(phase.name)
         if phase.name == "leak":
             self._start_leak(LEAK_TOTAL / length)
+        if phase.name == "saturation":
+            self.traffic.surge(SURGE_WORKERS)
         if self.options.plain:
             self.view.phase_started(phase, index, length)
         return PhaseResult(phase, length)
@@ -210,6 +219,7 @@ class _Runner:
         if rank.get(r.health, 0) > rank.get(result.worst_health, 0):
             result.worst_health = r.health
         result.leak_seen = result.leak_seen or r.leak_suspected
+        result.waiting_peak = max(result.waiting_peak, r.upstream_total("waiting"))
         if r.hunt is not None and result.phase.name == "leak":
             result.hunt = str(r.hunt)
 
@@ -237,6 +247,19 @@ class _Runner:
             reading = self.reading()
         return reading
 
+    def _settle_surge(self, result: PhaseResult, reading: Reading) -> Reading:
+        """The saturation phase ends: its extra callers finish their calls and stop, and the waits of the
+        others end (served or timed out) before the last reading, so that every PoolTimeout the
+        application saw is in the reading, and none of the library's is still on its way to the app."""
+        if result.phase.name != "saturation":
+            return reading
+        self.upstreams.enter("healthy")  # calls still under way end as slow ones, new ones are fast
+        self.traffic.calm()
+        time.sleep(POOL_TIMEOUT + 0.25)
+        reading = self.reading()
+        self._observe(result, reading)
+        return reading
+
     def _finish(self, result: PhaseResult, before: Reading, after: Reading) -> None:
         a, b = after.outbox, before.outbox
         result.outbox = OutboxReading(a.deferred - b.deferred, a.replayed - b.replayed,
@@ -248,6 +271,12 @@ class _Runner:
         result.attempts = after.attempts - before.attempts
         result.end_circuits = {name: u.circuit for name, u in after.upstreams.items()}
         result.held = bool(after.recovering)
+        result.slow = after.upstream_total("slow") - before.upstream_total("slow")
+        result.queued = after.upstream_total("queued") - before.upstream_total("queued")
+        result.queue_seconds = after.upstream_total("queue_seconds") - before.upstream_total("queue_seconds")
+        result.app_pool_timeouts = after.app_errors.get("PoolTimeout", 0)
+        result.library_pool_timeouts = after.total("pool_timeout")
+        result.foreign_errors = after.foreign_errors - before.foreign_errors
 
     def _start_leak(self, rate: float) -> None:
         self._leak_stop = threading.Event()

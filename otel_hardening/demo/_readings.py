@@ -13,12 +13,31 @@ from otel_hardening import health, resources
 from otel_hardening.demo._otel import Telemetry
 
 OUTCOME_COLUMNS = ("success", "success_after_retry", "failure", "failure_after_retry",
-                   "rejected_circuit_open", "rejected_retry_budget")
-SHORT = {"success": "ok", "success_after_retry": "ok after retry", "failure": "failed",
-         "failure_after_retry": "failed after retry", "rejected_circuit_open": "rejected (circuit)",
-         "rejected_retry_budget": "rejected (budget)"}
+                   "rejected_circuit_open", "rejected_retry_budget", "pool_timeout")
 RECOVERING = "(recovering:"
 """The health damper's mark on a component it holds at a worse state until the recovery hold passed."""
+
+
+@dataclass(frozen=True)
+class PoolReading:
+    """The upstream's connection pools now (``http.client.open_connections``, ``...pool.waiting``,
+    ``...pool.limit``) and the waits for a connection so far (``http.client.request.time_in_queue``)."""
+
+    active: float = 0.0
+    idle: float = 0.0
+    max_connections: float | None = None
+    """None: no pool holds a connection for the upstream now, or its pools are unlimited."""
+    waiting: float = 0.0
+    queued: float = 0.0
+    """Attempts that found the pool full and waited (the histogram's count), cumulative."""
+    queue_seconds: float = 0.0
+    """Their waits added up (the histogram's sum), cumulative."""
+
+    def __str__(self) -> str:
+        limit = "" if self.max_connections is None else f"/{self.max_connections:.0f}"
+        idle = f" + {self.idle:.0f} idle" if self.idle else ""
+        waiting = f", {self.waiting:.0f} waiting" if self.waiting else ""
+        return f"pool {self.active:.0f}{limit} active{idle}{waiting}"
 
 
 @dataclass(frozen=True)
@@ -28,6 +47,11 @@ class UpstreamReading:
     outcomes: dict[str, float]
     attempts: float
     budget_available: float | None
+    pool: PoolReading = field(default_factory=PoolReading)
+    quality: str | None = None
+    """``hardening.http.client.network.quality``: None before the upstream's first judged attempt."""
+    slow: float = 0.0
+    """``hardening.http.client.slow_requests``, cumulative."""
 
     @property
     def calls(self) -> float:
@@ -84,6 +108,8 @@ class Reading:
     recovery_hold: float | None = None
     """The running health monitor's recovery hold, seconds."""
     outbox: OutboxReading = field(default_factory=OutboxReading)
+    foreign_errors: int = 0
+    """Exceptions that reached the application and are neither httpx's nor the outbox's deferral."""
 
     def total(self, outcome: str | None = None) -> float:
         return sum(u.outcomes.get(outcome, 0.0) if outcome else u.calls for u in self.upstreams.values())
@@ -92,9 +118,17 @@ class Reading:
     def attempts(self) -> float:
         return sum(u.attempts for u in self.upstreams.values())
 
+    def upstream_total(self, measure: str) -> float:
+        """``slow``, or a PoolReading field (``queued``, ``queue_seconds``, ``waiting``) over the upstreams."""
+        return sum(float(getattr(u, measure) if measure == "slow" else getattr(u.pool, measure))
+                   for u in self.upstreams.values())
 
-def read(telemetry: Telemetry, names_by_port: dict[int, str], app_errors: dict[str, int]) -> Reading:
-    points = _points(telemetry)
+
+def read(telemetry: Telemetry, names_by_port: dict[int, str], app_errors: dict[str, int],
+         foreign_errors: int = 0) -> Reading:
+    """``app_errors`` and ``foreign_errors``: the application's counts, taken before this reading (the
+    library counts a call before the application sees its exception, so they never run ahead of it)."""
+    points, histograms = _points(telemetry)
     outcomes: dict[str, defaultdict[str, float]] = {n: defaultdict(float) for n in names_by_port.values()}
     attempts: defaultdict[str, float] = defaultdict(float)
     for attrs, value in points.get("hardening.http.client.calls", []):
@@ -117,7 +151,9 @@ def read(telemetry: Telemetry, names_by_port: dict[int, str], app_errors: dict[s
             budgets[name] = float(value)
     upstreams = {
         name: UpstreamReading(name, circuits.get(name, "-"), dict(outcomes[name]), attempts[name],
-                              budgets.get(name))
+                              budgets.get(name), _pool(name, points, histograms, names_by_port),
+                              _quality(name, points, names_by_port),
+                              _sum(points, "hardening.http.client.slow_requests", port=_port(name, names_by_port)))
         for name in names_by_port.values()
     }
     outbox = OutboxReading(
@@ -148,13 +184,44 @@ def read(telemetry: Telemetry, names_by_port: dict[int, str], app_errors: dict[s
         recovering=tuple(_named(c.name, names_by_port) for c in report.components if RECOVERING in c.reason),
         recovery_hold=running.recovery_hold if running is not None else None,
         outbox=outbox,
+        foreign_errors=foreign_errors,
     )
 
 
-def _sum(points: dict[str, list[tuple[dict[str, Any], float]]], metric: str,
-         where: tuple[str, str] | None = None) -> float:
+Points = dict[str, list[tuple[dict[str, Any], float]]]
+
+
+def _sum(points: Points, metric: str, where: tuple[str, str] | None = None, port: int | None = None) -> float:
     return sum(value for attrs, value in points.get(metric, [])
-               if where is None or attrs.get(where[0]) == where[1])
+               if (where is None or attrs.get(where[0]) == where[1])
+               and (port is None or int(attrs.get("server.port", 0)) == port))
+
+
+def _port(name: str, names_by_port: dict[int, str]) -> int:
+    return next(port for port, named in names_by_port.items() if named == name)
+
+
+def _pool(name: str, points: Points, histograms: dict[str, list[tuple[dict[str, Any], float, float]]],
+          names_by_port: dict[int, str]) -> PoolReading:
+    port = _port(name, names_by_port)
+    limit = _sum(points, "hardening.http.client.pool.limit", ("hardening.pool.limit", "max_connections"), port)
+    queued = [(count, total) for attrs, count, total in histograms.get("http.client.request.time_in_queue", [])
+              if int(attrs.get("server.port", 0)) == port]
+    return PoolReading(
+        active=_sum(points, "http.client.open_connections", ("http.connection.state", "active"), port),
+        idle=_sum(points, "http.client.open_connections", ("http.connection.state", "idle"), port),
+        max_connections=limit or None,
+        waiting=_sum(points, "hardening.http.client.pool.waiting", port=port),
+        queued=sum(count for count, _ in queued),
+        queue_seconds=sum(total for _, total in queued),
+    )
+
+
+def _quality(name: str, points: Points, names_by_port: dict[int, str]) -> str | None:
+    port = _port(name, names_by_port)
+    return next((str(attrs.get("hardening.network.quality")) for attrs, value in
+                 points.get("hardening.http.client.network.quality", [])
+                 if value and int(attrs.get("server.port", 0)) == port), None)
 
 
 def _named(line: str, names_by_port: dict[int, str]) -> str:
@@ -163,17 +230,22 @@ def _named(line: str, names_by_port: dict[int, str]) -> str:
     return line
 
 
-def _points(telemetry: Telemetry) -> dict[str, list[tuple[dict[str, Any], float]]]:
+def _points(telemetry: Telemetry) -> tuple[Points, dict[str, list[tuple[dict[str, Any], float, float]]]]:
+    """Every metric's points: (attributes, value), and for histograms (attributes, count, sum)."""
     data = telemetry.reader.get_metrics_data()
-    out: dict[str, list[tuple[dict[str, Any], float]]] = {}
+    out: Points = {}
+    histograms: dict[str, list[tuple[dict[str, Any], float, float]]] = {}
     for rm in data.resource_metrics if data else []:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 for point in metric.data.data_points:
+                    attrs = dict(point.attributes or {})
                     value = getattr(point, "value", None)
                     if value is not None:
-                        out.setdefault(metric.name, []).append((dict(point.attributes or {}), float(value)))
-    return out
+                        out.setdefault(metric.name, []).append((attrs, float(value)))
+                    elif hasattr(point, "count") and hasattr(point, "sum"):
+                        histograms.setdefault(metric.name, []).append((attrs, float(point.count), float(point.sum)))
+    return out, histograms
 
 
 def _by_circuit(attrs: dict[str, Any], names_by_port: dict[int, str]) -> str | None:

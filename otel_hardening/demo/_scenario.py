@@ -8,7 +8,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from otel_hardening.config import BudgetPolicy, CircuitPolicy, HardeningConfig, RetryPolicy
+from otel_hardening.config import (
+    BudgetPolicy,
+    CircuitPolicy,
+    HardeningConfig,
+    QualityPolicy,
+    RetryPolicy,
+    SlowRequestPolicy,
+)
 from otel_hardening.health.config import HealthConfig
 from otel_hardening.outbox import OutboxPolicy
 from otel_hardening.resources.config import ResourceConfig
@@ -27,30 +34,46 @@ class Phase:
 
 
 PHASES = (
-    Phase("healthy", 0.12, "both upstreams answer 200: no retries, circuits closed",
+    Phase("healthy", 0.10, "both upstreams answer 200: no retries, circuits closed",
           "ok grows, attempts/call stays 1.00x, health healthy"),
-    Phase("burst", 0.15, "every other request is a 503: retries turn them into successes, the retry budget "
+    Phase("burst", 0.13, "every other request is a 503: retries turn them into successes, the retry budget "
                          "caps the extra load",
           "ok after retry grows, attempts/call rises above 1, retry budget drains"),
-    Phase("outage", 0.18, "payments down: its circuit opens and rejects, the charges are deferred to the "
+    Phase("outage", 0.16, "payments down: its circuit opens and rejects, the charges are deferred to the "
                           "outbox; inventory half failing: the retry budget caps extra load",
           "payments circuit open, rejected (circuit) grows with no I/O, outbox waiting grows, health critical"),
-    Phase("recovery", 0.15, "upstreams back: the circuit goes half_open, a trial succeeds, it closes, the "
+    Phase("recovery", 0.14, "upstreams back: the circuit goes half_open, a trial succeeds, it closes, the "
                             "outbox replays every deferred charge",
           "the circuit column and the log: open -> half_open -> closed; outbox waiting drains to 0"),
-    Phase("leak", 0.40, "a cache that never evicts: RSS grows, the detector flags it, the hunt names the line",
+    Phase("saturation", 0.12, "inventory answers in 1 s and 8 callers share its client's 4 connections: "
+                              "requests queue for one, those that wait 0.5 s end in PoolTimeout",
+          "inventory's pool 4/4 active with requests waiting, p:to (PoolTimeout) and slow requests grow"),
+    Phase("leak", 0.35, "a cache that never evicts: RSS grows, the detector flags it, the hunt names the line",
           "memory trend, then leak SUSPECTED, then the hunt line naming the leaking source line"),
 )
 PHASE_NAMES = tuple(p.name for p in PHASES)
 UPSTREAMS = ("inventory", "payments")
 """Two upstreams, two circuits: inventory is called by a sync client, payments by an async one."""
 
+POOL_SIZE = 4
+"""The inventory client's ``httpx.Limits(max_connections=...)``: its two workers never fill it, until the
+saturation phase adds SURGE_WORKERS more."""
+SURGE_WORKERS = 6
+POOL_TIMEOUT = 0.5
+"""The inventory client's pool timeout, seconds: half of SLOW_ANSWER, so a caller fourth in the queue
+times out while the first ones get a connection."""
+SLOW_ANSWER = 1.0
+"""How long inventory takes to answer in the saturation phase, seconds."""
+SLOW_REQUEST = 0.75
+"""The demo's slow-request threshold: every call that got a connection in the saturation phase (at least
+SLOW_ANSWER) is slow; a PoolTimeout (POOL_TIMEOUT) and the other phases' calls (milliseconds) are not."""
+
 LEAK_TOTAL = 48 * 1024 * 1024
 """Bytes the leak phase allocates in all, whatever its length (freed when the phase ends)."""
 
 
 def parse_phases(raw: str | None) -> tuple[Phase, ...]:
-    """``healthy,burst`` -> those phases in that order; ``None`` -> all five. ValueError names the choices."""
+    """``healthy,burst`` -> those phases in that order; ``None`` -> all of them. ValueError names the choices."""
     if raw is None:
         return PHASES
     by_name = {p.name: p for p in PHASES}
@@ -119,7 +142,10 @@ def library_config(timeline: Timeline, time_scale: float, health_endpoint: tuple
     circuit = CircuitPolicy(fail_max=5, reset_timeout=min(30.0, max(0.5, recovery / 4)))
     retry = RetryPolicy(max_attempts=3, backoff_initial=0.02, backoff_max=0.2, deadline=5.0)
     budget = BudgetPolicy(ratio=0.2, min_per_second=2.0)
-    return HardeningConfig(retry=retry, budget=budget, circuit=circuit, resources=resources, health=health)
+    # the quality window as short as the other windows, so a class follows its phase (at least 3 s of attempts)
+    quality = QualityPolicy(window=max(3.0, QualityPolicy().window / time_scale))
+    return HardeningConfig(retry=retry, budget=budget, circuit=circuit, resources=resources, health=health,
+                           slow=SlowRequestPolicy(threshold=SLOW_REQUEST), quality=quality)
 
 
 def outbox_policy(timeline: Timeline) -> OutboxPolicy:
@@ -183,6 +209,9 @@ class Upstreams:
         elif phase == "outage":
             payments.always(Reply(503, b"down for maintenance"))
             inventory.always(ok).rule = self._half_failing
+        elif phase == "saturation":
+            inventory.always(Reply(200, b'{"ok": true}', delay=SLOW_ANSWER))
+            payments.always(ok)
         else:
             for server in (inventory, payments):
                 server.always(ok)

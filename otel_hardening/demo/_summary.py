@@ -1,7 +1,8 @@
 """The demo's last screen: what the library measured in each phase, and each phase's check.
 
 As wide as the terminal allows: one row per phase when every column fits, else one column per phase
-(the measures as row labels, in full words), so no header is ever cut."""
+(the measures as row labels, in full words; closer together, then broken over two lines, where that is
+still too wide), so no header is ever cut."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from otel_hardening.demo._scenario import Phase
 
 TITLE = "otel-hardening demo: what the library measured, phase by phase"
 MEASURES = ("s", "calls", "ok", "ok after retry", "failed", "rejected (circuit)", "rejected (budget)",
-            "attempts/call", "payments circuit", "deferred", "replayed", "dead letters", "health", "leak")
+            "pool timeouts", "attempts/call", "payments circuit", "deferred", "replayed", "dead letters",
+            "slow requests", "health", "leak")
 BROKEN = {"ok after retry": "ok after\nretry", "rejected (circuit)": "rejected\n(circuit)",
           "rejected (budget)": "rejected\n(budget)", "payments circuit": "payments\ncircuit",
-          "dead letters": "dead\nletters"}
+          "dead letters": "dead\nletters", "pool timeouts": "pool\ntimeouts", "slow requests": "slow\nrequests"}
 """Headers broken by hand: every column is no_wrap, so rich never cuts a word to make the table fit."""
 LEFT = frozenset({"phase", "payments circuit", "health"})
 
@@ -49,6 +51,18 @@ class PhaseResult:
     """What the outbox did in the phase (differences; ``waiting`` at its end)."""
     delivery: tuple[int, int, int] | None = None
     """Recovery: (writes deferred so far, of them never applied by the upstream, applied twice)."""
+    slow: float = 0.0
+    """Slow requests the library counted in the phase."""
+    waiting_peak: float = 0.0
+    """The most requests seen waiting for a pool connection at once."""
+    queued: float = 0.0
+    """Attempts that waited for a pool connection (``time_in_queue`` samples) in the phase."""
+    queue_seconds: float = 0.0
+    app_pool_timeouts: float = 0.0
+    """PoolTimeouts the application saw, and the library counted as ``pool_timeout``: since the start."""
+    library_pool_timeouts: float = 0.0
+    foreign_errors: int = 0
+    """Exceptions the application saw in the phase that are neither httpx's nor the outbox's deferral."""
 
     @property
     def calls(self) -> float:
@@ -73,6 +87,16 @@ class PhaseResult:
             return (closed and deferred > 0 and missing == 0 and twice == 0,
                     f"payments circuit closed again; the outbox delivered {deferred - missing} of the {deferred} "
                     f"deferred charges, {twice} twice (the upstream's Idempotency-Key check)")
+        if name == "saturation":
+            timeouts = o["pool_timeout"]
+            counted = self.app_pool_timeouts == self.library_pool_timeouts
+            ok = (self.queued > 0 and timeouts > 0 and counted and self.slow > 0 and self.foreign_errors == 0)
+            wait = f", {self.queue_seconds / self.queued:.2f} s on average" if self.queued else ""
+            return ok, (f"the pool filled: {self.queued:.0f} waits for a connection{wait}, up to "
+                        f"{self.waiting_peak:.0f} at once; {timeouts:.0f} PoolTimeouts counted as pool_timeout "
+                        f"({self.library_pool_timeouts:.0f} in all, the app saw {self.app_pool_timeouts:.0f}, "
+                        f"{'only httpx errors' if not self.foreign_errors else f'{self.foreign_errors} not httpx'}"
+                        f"); {self.slow:.0f} slow requests counted")
         if name == "leak":
             ok = self.leak_seen and self.hunt is not None and "demo/_leak.py" in self.hunt
             return ok, "leak flagged and the hunt named the leaking line"
@@ -86,10 +110,10 @@ class PhaseResult:
         health = f"{self.worst_health}{sep}(hold)" if self.held else self.worst_health
         return (f"{self.seconds:.0f}", f"{self.calls:.0f}", f"{o['success']:.0f}", f"{o['success_after_retry']:.0f}",
                 f"{o['failure'] + o['failure_after_retry']:.0f}", f"{o['rejected_circuit_open']:.0f}",
-                f"{o['rejected_retry_budget']:.0f}",
+                f"{o['rejected_retry_budget']:.0f}", f"{o['pool_timeout']:.0f}",
                 amplification(self.attempts, self.calls - o["rejected_circuit_open"]),
                 ("\n" if stacked else ", ").join(states) or "-", f"{self.outbox.deferred:.0f}",
-                f"{self.outbox.replayed:.0f}", f"{self.outbox.dead_lettered:.0f}", health,
+                f"{self.outbox.replayed:.0f}", f"{self.outbox.dead_lettered:.0f}", f"{self.slow:.0f}", health,
                 "yes" if self.leak_seen else "no")
 
 
@@ -102,15 +126,18 @@ def by_phase_rows(results: list[PhaseResult], plain: bool) -> Table:
     return table
 
 
-def by_phase_columns(results: list[PhaseResult]) -> Table:
+def by_phase_columns(results: list[PhaseResult], squeeze: int = 0) -> Table:
+    """``squeeze`` 1: one space between columns instead of two; 2: also the row labels broken as the
+    headers of the other layout (narrower, taller)."""
     table = Table(title=TITLE, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False, pad_edge=False,
-                  collapse_padding=True)
+                  collapse_padding=True, padding=(0, 0) if squeeze else (0, 1))
+    broken = squeeze >= 2
     table.add_column("", no_wrap=True)
     for res in results:
         table.add_column(res.phase.name, justify="right", no_wrap=True)
     columns = [res.cells(stacked=True) for res in results]
     for i, measure in enumerate(MEASURES):
-        label = "seconds" if measure == "s" else measure
+        label = "seconds" if measure == "s" else BROKEN.get(measure, measure) if broken else measure
         table.add_row(Text(label, style="bold"), *(cells[i] for cells in columns))
     return table
 
@@ -127,13 +154,15 @@ def fits(console: Console, table: Table) -> bool:
 
 def summary(console: Console, results: list[PhaseResult], final: Reading, plain: bool) -> Group:
     table = by_phase_rows(results, plain)
-    if not plain and not fits(console, table):
-        table = by_phase_columns(results)
+    for squeeze in range(3):
+        if plain or fits(console, table):
+            break
+        table = by_phase_columns(results, squeeze)
     lines: list[RenderableType] = [table]
     for res in results:
         ok, what = res.verdict()
         lines.append(Text.assemble(("PASS" if ok else "MISS", "green" if ok else "yellow"),
-                                   f"  {res.phase.name:9} {what}"))
+                                   f"  {res.phase.name:10} {what}"))
     if any(res.held for res in results):
         hold = f" ({final.recovery_hold:g} s)" if final.recovery_hold is not None else ""
         lines.append(Text(f"(hold): the phase ended while health waited out its recovery hold{hold}: a better "

@@ -14,23 +14,31 @@ from otel_hardening.outbox import RequestDeferred
 
 
 class Traffic:
-    """Calls ``inventory`` from ``threads`` sync workers and ``payments`` from ``tasks`` async tasks."""
+    """Calls ``inventory`` from ``threads`` sync workers and ``payments`` from ``tasks`` async tasks;
+    ``surge()`` adds sync workers on the inventory client, whose pool holds ``pool_size`` connections."""
 
     def __init__(self, inventory: str, payments: str, *, threads: int = 2, tasks: int = 3,
-                 pause: float = 0.05) -> None:
+                 pause: float = 0.05, pool_size: int = 4, pool_timeout: float = 0.5) -> None:
         self.inventory, self.payments = inventory, payments
         self.threads, self.tasks, self.pause = threads, tasks, pause
+        self.pool_size, self.pool_timeout = pool_size, pool_timeout
         self.stop = threading.Event()
         self.app_errors: Counter[str] = Counter()
         """Exceptions that reached the application, by type (only httpx's own errors may)."""
+        self.foreign_errors = 0
+        """Of them, those that are neither an ``httpx.HTTPError`` nor the outbox's ``RequestDeferred``: bugs."""
         self._deferred_keys: set[str] = set()
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
+        self._surge: list[threading.Thread] = []
+        self._calm = threading.Event()
 
     def start(self) -> None:
-        client = httpx.Client(timeout=2.0)  # hardened: install() ran before it was built
+        # hardened: install() ran before it was built
+        client = httpx.Client(timeout=httpx.Timeout(2.0, pool=self.pool_timeout),
+                              limits=httpx.Limits(max_connections=self.pool_size))
         for i in range(self.threads):
-            self._workers.append(threading.Thread(target=self._sync_worker, args=(client,),
+            self._workers.append(threading.Thread(target=self._sync_worker, args=(client, self.stop),
                                                   name=f"demo-sync-{i}", daemon=True))
         self._workers.append(threading.Thread(target=asyncio.run, args=(self._async_main(),),
                                               name="demo-async", daemon=True))
@@ -40,14 +48,36 @@ class Traffic:
 
     def close(self) -> None:
         self.stop.set()
+        self.calm()
         for worker in self._workers:
             worker.join(10)
         self._client.close()
+
+    def surge(self, workers: int) -> None:
+        """``workers`` more sync workers on the inventory client, until ``calm()``."""
+        self.calm()
+        self._calm = threading.Event()
+        self._surge = [threading.Thread(target=self._sync_worker, args=(self._client, self._calm),
+                                        name=f"demo-surge-{i}", daemon=True) for i in range(workers)]
+        for worker in self._surge:
+            worker.start()
+
+    def calm(self) -> None:
+        """Stop the surge's workers; each finishes its call first."""
+        self._calm.set()
+        for worker in self._surge:
+            worker.join(10)
+        self._surge = []
 
     def deferred(self) -> set[str]:
         """The ``Idempotency-Key`` of every charge the outbox deferred: the upstream must apply each once."""
         with self._lock:
             return set(self._deferred_keys)
+
+    def errors(self) -> tuple[dict[str, int], int]:
+        """(exceptions the application saw by type, how many of them were foreign), taken together."""
+        with self._lock:
+            return dict(self.app_errors), self.foreign_errors
 
     def forget_deferred(self) -> None:
         with self._lock:
@@ -56,9 +86,11 @@ class Traffic:
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
             self.app_errors[type(exc).__name__] += 1
+            if not isinstance(exc, (httpx.HTTPError, RequestDeferred)):
+                self.foreign_errors += 1
 
-    def _sync_worker(self, client: httpx.Client) -> None:
-        while not self.stop.wait(self.pause):
+    def _sync_worker(self, client: httpx.Client, stop: threading.Event) -> None:
+        while not stop.wait(self.pause) and not self.stop.is_set():
             try:
                 client.get(f"{self.inventory}/items/42")
             except Exception as exc:  # CircuitOpenError is an httpx.TransportError; anything else is a bug

@@ -1,7 +1,8 @@
 """The demo's output: a live rich view, or plain lines for logs and CI, and the summary table.
 
 The live view fits an 80x24 terminal: below the width where every column header fits whole, the
-upstream table uses short headers explained by a legend, and the log shows fewer, one-line entries."""
+upstream table uses short headers explained by a legend, and the log shows fewer, one-line entries.
+Under the table, one line per upstream: its pool, network quality class and slow requests."""
 
 from __future__ import annotations
 
@@ -22,16 +23,17 @@ __all__ = ["PhaseResult", "View", "amplification"]
 
 STATE_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red", "-": "dim"}
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "critical": "bold red"}
+QUALITY_STYLE = {"excellent": "green", "good": "green", "fair": "yellow", "poor": "bold red", "offline": "bold red"}
 FULL = {"success": "ok", "success_after_retry": "ok after\nretry", "failure": "failed",
         "failure_after_retry": "failed\nafter retry", "rejected_circuit_open": "rejected\n(circuit)",
-        "rejected_retry_budget": "rejected\n(budget)"}
+        "rejected_retry_budget": "rejected\n(budget)", "pool_timeout": "pool\ntimeout"}
 """Headers broken by hand: every column is no_wrap, so rich never cuts a word to make the table fit."""
 ABBREVIATED = {"success": "ok", "success_after_retry": "ok+r", "failure": "fail", "failure_after_retry": "fail+r",
-               "rejected_circuit_open": "rej:c", "rejected_retry_budget": "rej:b"}
+               "rejected_circuit_open": "rej:c", "rejected_retry_budget": "rej:b", "pool_timeout": "p:to"}
 FULL_TAIL, SHORT_TAIL = ("attempts/call", "retry\nbudget"), ("att/c", "budget")
 LEGEND = ("ok+r ok after retry · fail+r failed after retry · rej:c rejected by the open circuit · "
-          "rej:b rejected by the retry budget · att/c attempts per call that reached the network · "
-          "budget retry tokens left")
+          "rej:b rejected by the retry budget · p:to PoolTimeout · att/c attempts per call that reached the "
+          "network · budget retry tokens left")
 
 
 def mib(n: float | None) -> str:
@@ -94,7 +96,7 @@ class View:
                               (phase.name, "bold cyan"), where)
         head.add_row(title, ProgressBar(total=max(length, 0.001), completed=min(into, length), width=bar))
         parts: list[RenderableType] = [head, Text(phase.story, style="italic"),
-                                        Text.assemble(("look at: ", "bold"), phase.look), ups]
+                                        Text.assemble(("look at: ", "bold"), phase.look), ups, self._links(r, short)]
         if short:
             parts.append(Text(LEGEND, style="dim"))
 
@@ -102,11 +104,11 @@ class View:
         status.add_column(style="bold", no_wrap=True, width=len("app saw"))
         status.add_column(no_wrap=short, overflow="ellipsis", ratio=1)
         status.add_row("health", self.health_text(r, reasons=1 if short else 3))
-        growth = f"{r.rss_growth_rate / 1024:+.0f} KiB/s trend" if r.rss_growth_rate else "trend: warming up"
-        since = f", {(r.rss - rss_start) / 2**20:+.1f} MiB since start" if r.rss and rss_start else ""
-        status.add_row("memory", f"RSS {mib(r.rss)}{since}; {growth}")
+        growth = f"{r.rss_growth_rate / 1024:+.0f} KiB/s trend" if r.rss_growth_rate else "trend warming up"
+        since = f" ({(r.rss - rss_start) / 2**20:+.1f} MiB since start)" if r.rss and rss_start else ""
+        leak = Text("leak SUSPECTED", style="bold red") if r.leak_suspected else Text("no leak", style="green")
+        status.add_row("memory", Text.assemble(f"RSS {mib(r.rss)}{since}, {growth}: ", leak))
         status.add_row("outbox", str(r.outbox))
-        status.add_row("leak", Text("SUSPECTED", style="bold red") if r.leak_suspected else Text("no", style="green"))
         status.add_row("hunt", str(r.hunt) if r.hunt else "-")
         if r.export_errors:
             status.add_row("export", Text(f"{r.export_errors} OTLP export problems, last: {r.last_export_error}",
@@ -128,6 +130,17 @@ class View:
                         *(count(u.outcomes.get(o, 0), short) for o in OUTCOME_COLUMNS),
                         amplification(u.attempts, u.calls - u.outcomes.get("rejected_circuit_open", 0)), budget)
         return ups
+
+    def _links(self, r: Reading, short: bool) -> Table:
+        """Per upstream: its pool now, its network quality class, its slow requests so far."""
+        links = Table.grid(padding=(0, 2))
+        links.add_column(no_wrap=True)
+        links.add_column(no_wrap=short, overflow="ellipsis")
+        for u in r.upstreams.values():
+            quality = u.quality or "-"
+            links.add_row(u.name, Text.assemble(f"{u.pool} · quality ", (quality, QUALITY_STYLE.get(quality, "dim")),
+                                                f" · {count(u.slow, short)} slow requests"))
+        return links
 
     def health_text(self, r: Reading, reasons: int) -> Text:
         """The status and why; while the recovery hold keeps a component worse, how long it still holds."""
@@ -152,9 +165,12 @@ class View:
         circuits = " ".join(f"{u.name}={u.circuit}" for u in r.upstreams.values())
         counts = " ".join(f"{o}={r.total(o):.0f}" for o in OUTCOME_COLUMNS if r.total(o))
         amp = amplification(r.attempts, r.total() - r.total("rejected_circuit_open"))
+        links = " ".join(f"{u.name}=[{u.pool}, quality {u.quality or '-'}, {u.slow:.0f} slow]"
+                         for u in r.upstreams.values())
         self._line(f"[{elapsed:6.1f}s] {phase.name:8} circuits: {circuits} | calls: {counts} | "
-                   f"attempts/call {amp} | outbox {r.outbox} | health {self.health_text(r, reasons=2).plain} | "
-                   f"RSS {mib(r.rss)} leak={'yes' if r.leak_suspected else 'no'}")
+                   f"attempts/call {amp} | {links} | outbox {r.outbox} | "
+                   f"health {self.health_text(r, reasons=2).plain} | RSS {mib(r.rss)} "
+                   f"leak={'yes' if r.leak_suspected else 'no'}")
 
     def news(self, r: Reading, elapsed: float) -> None:
         """One line for each new thing worth a line: a log record, leak flag, hunt, health change."""

@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from otel_hardening.demo._readings import HuntSite, Reading, UpstreamReading
+from otel_hardening.demo._readings import HuntSite, PoolReading, Reading, UpstreamReading
 from otel_hardening.demo._scenario import PHASES as PHASE_OBJECTS
 from otel_hardening.demo._summary import PhaseResult
 from otel_hardening.demo._view import View, upstream_headers
 from otel_hardening.stack import free_port
 from otel_hardening.testing import closed_port
 
-PHASES = ("healthy", "burst", "outage", "recovery", "leak")
+PHASES = ("healthy", "burst", "outage", "recovery", "saturation", "leak")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -68,7 +68,7 @@ def test_demo_walks_every_phase_and_the_library_shows_each(tmp_path: Path) -> No
     assert proc.returncode == 0, report
     assert "Traceback" not in out + err, report
 
-    headers = re.findall(r"^=== phase (\d)/5: (\w+)", out, re.M)
+    headers = re.findall(rf"^=== phase (\d)/{len(PHASES)}: (\w+)", out, re.M)
     assert [name for _, name in headers] == list(PHASES), report
     for phase in PHASES:
         assert re.search(rf"^\| {phase} +\|", out, re.M), f"no summary row for {phase}\n{report}"
@@ -142,8 +142,10 @@ def _reading(recovering: tuple[str, ...] = (), at: float = 1000.0, hold: float |
              only_held: bool = False) -> Reading:
     """A busy moment: every column and status line filled, long reasons, export trouble, a hunt."""
     outcomes = {"success": 11380, "success_after_retry": 86, "failure": 4, "failure_after_retry": 9,
-                "rejected_circuit_open": 3170, "rejected_retry_budget": 50}
-    ups = {name: UpstreamReading(name, state, dict(outcomes), 12_900, 74.0)
+                "rejected_circuit_open": 3170, "rejected_retry_budget": 50, "pool_timeout": 318}
+    pools = {"inventory": (PoolReading(4, 0, 4, 4, 120, 51.0), "poor", 96),
+             "payments": (PoolReading(1, 2, 100), "excellent", 0)}
+    ups = {name: UpstreamReading(name, state, dict(outcomes), 12_900, 74.0, *pools[name])
            for name, state in (("inventory", "closed"), ("payments", "half_open"))}
     reasons = ("upstream:payments: circuit open (recovering: held critical until stable for 30s)",
                "leak:memory: suspected memory leak (growing 2.1e+06/s)")
@@ -197,8 +199,14 @@ def test_live_view_fits_the_terminal_with_every_header_whole(width: int) -> None
             assert re.search(rf"(^|· ){re.escape(abbreviation)} \w", legend, re.M), f"{abbreviation}:\n{legend}"
     else:
         assert "attempts/call" in text and "ok+r" not in text
-    for label in ("health", "memory", "leak", "hunt", "export", "app saw", "otel_hardening log", "look at:"):
+    for label in ("health", "memory", "hunt", "export", "app saw", "otel_hardening log", "look at:"):
         assert re.search(rf"^[│ ]*{re.escape(label)}|─ {re.escape(label)}", text, re.M), f"{label!r}:\n{text}"
+    assert re.search(r"^memory .*: leak SUSPECTED *$", text, re.M), text
+    # per upstream: its pool (active/max, waiting), quality class and slow requests; pool timeouts in the table
+    assert re.search(r"^inventory +pool 4/4 active, 4 waiting · quality poor · 96 slow requests *$", text, re.M), text
+    payments = r"^payments +pool 1/100 active \+ 2 idle · quality excellent · 0 slow requests *$"
+    assert re.search(payments, text, re.M), text
+    assert re.search(r"^inventory .* 318 +1\.\d\dx", text, re.M), text
 
 
 @pytest.mark.parametrize("width", [80, 120, 160])
@@ -217,7 +225,7 @@ def test_summary_keeps_every_header_whole(width: int) -> None:
     table = text[:text.index("PASS")]
     assert "…" not in table, table
     for measure in ("calls", "ok after retry", "failed", "rejected (circuit)", "rejected (budget)", "attempts/call",
-                    "payments", "circuit", "health", "leak", *PHASES):
+                    "pool timeouts", "slow requests", "payments", "circuit", "health", "leak", *PHASES):
         for word in measure.split():
             assert re.search(rf"(?<![\w(]){re.escape(word)}(?![\w)])", table), f"{word!r} cut at {width}:\n{table}"
     assert "(hold)" in table and "recovery hold (30 s)" in text, text
@@ -268,3 +276,10 @@ def test_the_view_reads_the_hold_from_the_running_health_monitor() -> None:
     finally:
         health.stop()
     assert health.running_config() is None
+
+
+def test_phases_accepts_the_saturation_phase_in_any_order() -> None:
+    from otel_hardening.demo._scenario import parse_phases
+
+    assert [p.name for p in parse_phases("saturation,healthy")] == ["saturation", "healthy"]
+    assert "saturation" in [p.name for p in parse_phases(None)]

@@ -103,8 +103,9 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
                            outbox=outbox)
     upstreams = Upstreams()
     names_by_port = {server.port: name for name, server in upstreams.servers.items()}
+    surge = SURGE_WORKERS if "saturation" in (p.name for p in timeline.phases) else 0
     traffic = Traffic(upstreams.url("inventory"), upstreams.url("payments"), pool_size=POOL_SIZE,
-                      pool_timeout=POOL_TIMEOUT)
+                      pool_timeout=POOL_TIMEOUT, surge_workers=surge)
     view = View(console, options.plain, timeline.phases)
     if options.plain:
         where = f", OTLP to {telemetry.otlp_endpoint}" if telemetry.otlp_endpoint else ""
@@ -207,7 +208,7 @@ class _Runner:
         if phase.name == "leak":
             self._start_leak(LEAK_TOTAL / length)
         if phase.name == "saturation":
-            self.traffic.surge(SURGE_WORKERS)
+            self.traffic.surge()
         if self.options.plain:
             self.view.phase_started(phase, index, length)
         return PhaseResult(phase, length)

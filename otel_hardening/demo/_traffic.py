@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections import Counter
 
@@ -15,10 +16,13 @@ from otel_hardening.outbox import RequestDeferred
 
 class Traffic:
     """Calls ``inventory`` from ``threads`` sync workers and ``payments`` from ``tasks`` async tasks;
-    ``surge()`` adds sync workers on the inventory client, whose pool holds ``pool_size`` connections."""
+    ``surge()`` sets ``surge_workers`` more sync workers calling the inventory client, whose pool holds
+    ``pool_size`` connections. They are started with the others and wait: threads that appeared with the
+    phase would be a step in the thread count, which the leak detector rightly reads as growth."""
 
     def __init__(self, inventory: str, payments: str, *, threads: int = 2, tasks: int = 3,
-                 pause: float = 0.05, pool_size: int = 4, pool_timeout: float = 0.5) -> None:
+                 pause: float = 0.05, pool_size: int = 4, pool_timeout: float = 0.5,
+                 surge_workers: int = 0) -> None:
         self.inventory, self.payments = inventory, payments
         self.threads, self.tasks, self.pause = threads, tasks, pause
         self.pool_size, self.pool_timeout = pool_size, pool_timeout
@@ -30,8 +34,9 @@ class Traffic:
         self._deferred_keys: set[str] = set()
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
-        self._surge: list[threading.Thread] = []
-        self._calm = threading.Event()
+        self.surge_workers = surge_workers
+        self._surging = threading.Event()
+        self._surge_busy = 0
 
     def start(self) -> None:
         # hardened: install() ran before it was built
@@ -42,6 +47,9 @@ class Traffic:
                                                   name=f"demo-sync-{i}", daemon=True))
         self._workers.append(threading.Thread(target=asyncio.run, args=(self._async_main(),),
                                               name="demo-async", daemon=True))
+        for i in range(self.surge_workers):
+            self._workers.append(threading.Thread(target=self._surge_worker, args=(client,),
+                                                  name=f"demo-surge-{i}", daemon=True))
         for worker in self._workers:
             worker.start()
         self._client = client
@@ -53,21 +61,16 @@ class Traffic:
             worker.join(10)
         self._client.close()
 
-    def surge(self, workers: int) -> None:
-        """``workers`` more sync workers on the inventory client, until ``calm()``."""
-        self.calm()
-        self._calm = threading.Event()
-        self._surge = [threading.Thread(target=self._sync_worker, args=(self._client, self._calm),
-                                        name=f"demo-surge-{i}", daemon=True) for i in range(workers)]
-        for worker in self._surge:
-            worker.start()
+    def surge(self) -> None:
+        """The surge workers call the inventory client too, until ``calm()``."""
+        self._surging.set()
 
-    def calm(self) -> None:
-        """Stop the surge's workers; each finishes its call first."""
-        self._calm.set()
-        for worker in self._surge:
-            worker.join(10)
-        self._surge = []
+    def calm(self, timeout: float = 10.0) -> None:
+        """The surge workers stop calling; returns once each has finished its call (or ``timeout``)."""
+        self._surging.clear()
+        deadline = time.monotonic() + timeout
+        while self._surge_busy and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def deferred(self) -> set[str]:
         """The ``Idempotency-Key`` of every charge the outbox deferred: the upstream must apply each once."""
@@ -95,6 +98,22 @@ class Traffic:
                 client.get(f"{self.inventory}/items/42")
             except Exception as exc:  # CircuitOpenError is an httpx.TransportError; anything else is a bug
                 self._failed(exc)
+
+    def _surge_worker(self, client: httpx.Client) -> None:
+        while not self.stop.is_set():
+            if not self._surging.wait(0.1):
+                continue
+            with self._lock:
+                self._surge_busy += 1
+            try:
+                if self._surging.is_set():
+                    client.get(f"{self.inventory}/items/42")
+            except Exception as exc:
+                self._failed(exc)
+            finally:
+                with self._lock:
+                    self._surge_busy -= 1
+            self.stop.wait(self.pause)
 
     async def _async_main(self) -> None:
         async with httpx.AsyncClient(timeout=2.0) as client:

@@ -47,14 +47,17 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
 
 @dataclass
 class ManagedProcess:
-    """A process this stack started. ``create_time`` guards against a recycled pid."""
+    """A process this stack started. ``started`` guards against a recycled pid."""
 
     name: str
     argv: list[str]
     log: Path
     ready_url: str
     pid: int = 0
-    create_time: float = 0.0
+    started: float = 0.0
+    """Seconds from boot to the process's start: unlike its wall-clock create time, which psutil
+    derives from the current boot time, this does not move when the system clock is stepped (a
+    stepped clock made a 0.5 s create-time check disown our own children, so stop() did nothing)."""
 
     @classmethod
     def start(
@@ -81,7 +84,7 @@ class ManagedProcess:
                 raise StackError(f"{name}: cannot start {argv[0]}: {exc}") from exc
         proc = cls(name=name, argv=list(argv), log=log, ready_url=ready_url, pid=popen.pid)
         with contextlib.suppress(psutil.Error):
-            proc.create_time = psutil.Process(popen.pid).create_time()
+            proc.started = _since_boot(psutil.Process(popen.pid))
         # Keep a handle so the child is reaped when it exits while we still run.
         _CHILDREN[popen.pid] = popen
         return proc
@@ -89,7 +92,7 @@ class ManagedProcess:
     def _process(self) -> psutil.Process | None:
         try:
             process = psutil.Process(self.pid)
-            if self.create_time and abs(process.create_time() - self.create_time) > 0.5:
+            if self.started and abs(_since_boot(process) - self.started) > 0.5:
                 return None  # the pid now belongs to someone else
             if process.status() == psutil.STATUS_ZOMBIE:
                 return None
@@ -99,8 +102,8 @@ class ManagedProcess:
 
     def running(self) -> bool:
         popen = _CHILDREN.get(self.pid)
-        if popen is not None and popen.poll() is not None:
-            return False
+        if popen is not None:  # our own child: no need to ask who owns the pid
+            return popen.poll() is None
         return self._process() is not None
 
     def ready(self) -> bool:
@@ -123,6 +126,17 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``: only this pid, and only if it is still ours."""
+        popen = _CHILDREN.pop(self.pid, None)
+        if popen is not None:  # our unreaped child: its pid cannot have been reused
+            if popen.poll() is None:
+                popen.terminate()
+                try:
+                    popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    popen.kill()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        popen.wait(5)
+            return
         process = self._process()
         if process is not None:
             with contextlib.suppress(psutil.Error):
@@ -132,27 +146,26 @@ class ManagedProcess:
                 except psutil.TimeoutExpired:
                     process.kill()
                     process.wait(5)
-        popen = _CHILDREN.pop(self.pid, None)
-        if popen is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(5)
 
     def kill(self) -> None:
         """SIGKILL at once (a crash, not a shutdown)."""
+        popen = _CHILDREN.pop(self.pid, None)
+        if popen is not None:
+            if popen.poll() is None:
+                popen.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    popen.wait(5)
+            return
         process = self._process()
         if process is not None:
             with contextlib.suppress(psutil.Error):
                 process.kill()
                 process.wait(5)
-        popen = _CHILDREN.pop(self.pid, None)
-        if popen is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(5)
 
     def to_json(self) -> dict[str, object]:
         return {
             "name": self.name, "argv": self.argv, "log": str(self.log), "ready_url": self.ready_url,
-            "pid": self.pid, "create_time": self.create_time,
+            "pid": self.pid, "started": self.started,
         }
 
     @classmethod
@@ -162,8 +175,12 @@ class ManagedProcess:
         return cls(
             name=str(data["name"]), argv=[str(a) for a in argv], log=Path(str(data["log"])),
             ready_url=str(data["ready_url"]), pid=int(str(data["pid"])),
-            create_time=float(str(data["create_time"])),
+            started=float(str(data.get("started", 0.0))),
         )
 
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _since_boot(process: psutil.Process) -> float:
+    return process.create_time() - psutil.boot_time()

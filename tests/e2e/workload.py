@@ -135,6 +135,13 @@ class CountingPool:
     def close(self) -> None:
         self.pool.close()
 
+    def __enter__(self) -> CountingPool:  # httpx.Client's ``with`` enters its transport's pool
+        self.pool.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.__exit__(*exc)
+
 
 def bypassed_traffic(upstream: str, tracer: trace.Tracer, stop: threading.Event) -> None:
     """A GET a second through a client whose transport's pool is a CountingPool (see --bypass)."""

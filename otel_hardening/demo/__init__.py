@@ -169,7 +169,7 @@ class _Runner:
                 index, into = self.timeline.at(elapsed)
                 reading = self.reading()
                 if current is not None:
-                    self._observe(current, reading)
+                    current.observe(reading)
                     if done or index != current_index:
                         reading = self._settle_outbox(current, self._settle_hunt(current, reading))
                         reading = self._settle_surge(current, reading)
@@ -184,7 +184,7 @@ class _Runner:
                             self.traffic.forget_deferred()  # bounded: one walk's charges at a time
                             self.upstreams.charges.clear()
                 if current is None:
-                    current, current_index = self._enter(index), index
+                    current, current_index = self._enter(index, reading), index
                 phase = self.timeline.phases[index]
                 length = self.timeline.seconds[index]
                 if live is not None:
@@ -200,7 +200,7 @@ class _Runner:
             if live is not None:
                 live.stop()
 
-    def _enter(self, index: int) -> PhaseResult:
+    def _enter(self, index: int, reading: Reading) -> PhaseResult:
         phase = self.timeline.phases[index]
         length = self.timeline.seconds[index]
         self._stop_leak()
@@ -211,18 +211,7 @@ class _Runner:
             self.traffic.surge()
         if self.options.plain:
             self.view.phase_started(phase, index, length)
-        return PhaseResult(phase, length)
-
-    def _observe(self, result: PhaseResult, r: Reading) -> None:
-        for name, upstream in r.upstreams.items():
-            result.circuits_seen.setdefault(name, set()).add(upstream.circuit)
-        rank = {"healthy": 0, "degraded": 1, "critical": 2}
-        if rank.get(r.health, 0) > rank.get(result.worst_health, 0):
-            result.worst_health = r.health
-        result.leak_seen = result.leak_seen or r.leak_suspected
-        result.waiting_peak = max(result.waiting_peak, r.upstream_total("waiting"))
-        if r.hunt is not None and result.phase.name == "leak":
-            result.hunt = str(r.hunt)
+        return PhaseResult(phase, length, hunt_before=reading.hunt)
 
     def _settle_hunt(self, result: PhaseResult, reading: Reading) -> Reading:
         """A leak flagged late in its phase (a loaded machine): wait for its hunt before moving on.
@@ -234,7 +223,7 @@ class _Runner:
             return reading
         resources.hunt(self.hunt_seconds)
         reading = self.reading()
-        self._observe(result, reading)
+        result.observe(reading)
         return reading
 
     def _settle_outbox(self, result: PhaseResult, reading: Reading) -> Reading:
@@ -258,7 +247,7 @@ class _Runner:
         self.traffic.calm()
         time.sleep(POOL_TIMEOUT + 0.25)
         reading = self.reading()
-        self._observe(result, reading)
+        result.observe(reading)
         return reading
 
     def _finish(self, result: PhaseResult, before: Reading, after: Reading) -> None:

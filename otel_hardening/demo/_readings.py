@@ -64,6 +64,8 @@ class HuntSite:
     line: int
     source: str
     size_diff: int
+    reported_ns: int = 0
+    """The report's log record timestamp: tells a new hunt from an earlier one at the same site."""
 
     def __str__(self) -> str:
         short = "/".join(self.file.split("/")[-3:])
@@ -261,5 +263,6 @@ def _hunt_site(telemetry: Telemetry) -> HuntSite | None:
         if "hardening.leak.hunt.trigger" in attrs and "code.file.path" in attrs:
             file, line = str(attrs["code.file.path"]), int(str(attrs.get("code.line.number", 0)))
             size = int(str(attrs.get("hardening.leak.size_diff", 0)))
-            return HuntSite(file, line, linecache.getline(file, line).strip(), size)
+            stamp = record.log_record.timestamp or record.log_record.observed_timestamp or 0
+            return HuntSite(file, line, linecache.getline(file, line).strip(), size, stamp)
     return None

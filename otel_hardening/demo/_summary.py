@@ -14,7 +14,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from otel_hardening.demo._readings import OUTCOME_COLUMNS, OutboxReading, Reading
+from otel_hardening.demo._readings import OUTCOME_COLUMNS, HuntSite, OutboxReading, Reading
 from otel_hardening.demo._scenario import Phase
 
 TITLE = "otel-hardening demo: what the library measured, phase by phase"
@@ -44,6 +44,8 @@ class PhaseResult:
     worst_health: str = "healthy"
     leak_seen: bool = False
     hunt: str | None = None
+    hunt_before: HuntSite | None = None
+    """The latest hunt when the phase began: an earlier phase's report is not this phase's."""
     end_circuits: dict[str, str] = field(default_factory=dict)
     held: bool = False
     """The phase ended while health still waited out its recovery hold."""
@@ -63,6 +65,18 @@ class PhaseResult:
     library_pool_timeouts: float = 0.0
     foreign_errors: int = 0
     """Exceptions the application saw in the phase that are neither httpx's nor the outbox's deferral."""
+
+    def observe(self, r: Reading) -> None:
+        """Fold one reading taken while the phase ran into what it saw."""
+        for name, upstream in r.upstreams.items():
+            self.circuits_seen.setdefault(name, set()).add(upstream.circuit)
+        rank = {"healthy": 0, "degraded": 1, "critical": 2}
+        if rank.get(r.health, 0) > rank.get(self.worst_health, 0):
+            self.worst_health = r.health
+        self.leak_seen = self.leak_seen or r.leak_suspected
+        self.waiting_peak = max(self.waiting_peak, r.upstream_total("waiting"))
+        if r.hunt is not None and r.hunt != self.hunt_before and self.phase.name == "leak":
+            self.hunt = str(r.hunt)
 
     @property
     def calls(self) -> float:

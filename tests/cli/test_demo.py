@@ -283,3 +283,24 @@ def test_phases_accepts_the_saturation_phase_in_any_order() -> None:
 
     assert [p.name for p in parse_phases("saturation,healthy")] == ["saturation", "healthy"]
     assert "saturation" in [p.name for p in parse_phases(None)]
+
+
+def test_the_leak_phase_takes_only_a_hunt_reported_after_it_began() -> None:
+    """CI once saw a false flag in the outage phase: its hunt (an SDK deque) was still the latest report
+    when the leak phase began, and the phase took it as its own, so its check failed though the leak's
+    own hunt was yet to come."""
+    from dataclasses import replace
+
+    leak = next(p for p in PHASE_OBJECTS if p.name == "leak")
+    earlier = HuntSite("/sdk/util/__init__.py", 40, "self._dq = deque(maxlen=maxlen)", 0, reported_ns=1)
+    ours = HuntSite("/src/otel_hardening/demo/_leak.py", 20, 'entry = b"x" * size', 7_000_000, reported_ns=2)
+    result = PhaseResult(leak, 7.0, hunt_before=earlier)
+    result.observe(replace(_reading(), hunt=earlier, leak_suspected=True))
+    assert result.leak_seen and result.hunt is None
+    assert result.verdict()[0] is False
+    result.observe(replace(_reading(), hunt=ours))
+    assert result.hunt is not None and "demo/_leak.py" in result.hunt
+    assert result.verdict()[0] is True
+    # a second hunt at the same site is a new report: only the timestamp tells them apart
+    again = replace(ours, reported_ns=3)
+    assert again != ours

@@ -15,9 +15,11 @@ as its ``outbox`` section (bench/report.py renders it):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -61,7 +63,7 @@ def worker(spec: dict[str, Any]) -> None:
     from otel_hardening.outbox import Outbox, OutboxPolicy
 
     variant, n, gate = spec["variant"], spec["requests"], spec["gate"]
-    tmp = tempfile.mkdtemp(prefix="bench-outbox-")
+    tmp = _scratch()
     outbox = None
     if variant != "plain":
         outbox = Outbox(os.path.join(tmp, "o.sqlite3"), name="bench", policy=OutboxPolicy(strip_headers=frozenset()))
@@ -95,8 +97,15 @@ def instructions(quick: bool) -> dict[str, Any]:
     return out
 
 
-def _store_urls() -> list[tuple[str, str]]:
+def _scratch() -> str:
+    """A directory for a sqlite store, removed when the process exits (each run made a new one)."""
     tmp = tempfile.mkdtemp(prefix="bench-outbox-")
+    atexit.register(shutil.rmtree, tmp, True)
+    return tmp
+
+
+def _store_urls() -> list[tuple[str, str]]:
+    tmp = _scratch()
     urls = [("sqlite", os.path.join(tmp, "o.sqlite3"))]
     redis_url = os.environ.get("BENCH_OUTBOX_REDIS")
     if redis_url:

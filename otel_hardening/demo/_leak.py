@@ -6,6 +6,7 @@ The tracemalloc hunt must name the ``append`` line below; the view checks that i
 from __future__ import annotations
 
 import threading
+import time
 
 
 class ResponseCache:
@@ -22,10 +23,14 @@ class ResponseCache:
             self._entries.append(entry)
 
     def leak(self, rate: float, stop: threading.Event, tick: float = 0.05) -> None:
-        """Call from a thread: remember ``rate * tick`` bytes every ``tick`` seconds until ``stop``."""
-        size = max(1, int(rate * tick))
+        """Call from a thread: remember ``rate`` bytes a second, in one entry every ``tick`` seconds,
+        until ``stop``. Each entry covers the time since the last one, so a loaded machine that wakes
+        the thread late still leaks at ``rate`` (the detector's threshold is a share of it)."""
+        last = time.monotonic()
         while not stop.wait(tick):
-            self.remember(size)
+            now = time.monotonic()
+            self.remember(max(1, int(rate * (now - last))))
+            last = now
 
     @property
     def size(self) -> int:

@@ -151,7 +151,7 @@ def _reading(recovering: tuple[str, ...] = (), at: float = 1000.0, hold: float |
                "leak:memory: suspected memory leak (growing 2.1e+06/s)")
     return Reading(ups, "critical", reasons[:1] if only_held else reasons,
                    110_000_000, 2_100_000, True,
-                   HuntSite("/src/otel_hardening/demo/_leak.py", 20, 'entry = b"x" * size', 1_800_000),
+                   HuntSite("/src/otel_hardening/demo/_leak.py", 21, 'entry = b"x" * size', 1_800_000),
                    3, "Failed to export metrics to 127.0.0.1:4317, error code: StatusCode.UNAVAILABLE",
                    tuple(f"otel_hardening: circuit payments open -> half_open ({i}), a long record to wrap"
                          for i in range(6)), 6, {"CircuitOpenError": 906}, at, recovering, hold)
@@ -216,7 +216,7 @@ def test_summary_keeps_every_header_whole(width: int) -> None:
         result = PhaseResult(phase, 9.0, {"success": 1381, "success_after_retry": 110, "failure": 21,
                                           "rejected_circuit_open": 859, "rejected_retry_budget": 90}, 1500.0,
                              {"payments": {"closed", "open", "half_open"}}, "critical", phase.name == "leak",
-                             "otel_hardening/demo/_leak.py:20", {"payments": "closed"}, held=phase.name == "recovery")
+                             "otel_hardening/demo/_leak.py:21", {"payments": "closed"}, held=phase.name == "recovery")
         results.append(result)
     console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
     lines = _render(width, View(console, plain=False, phases=PHASE_OBJECTS).summary(results, _reading()))
@@ -293,7 +293,7 @@ def test_the_leak_phase_takes_only_a_hunt_reported_after_it_began() -> None:
 
     leak = next(p for p in PHASE_OBJECTS if p.name == "leak")
     earlier = HuntSite("/sdk/util/__init__.py", 40, "self._dq = deque(maxlen=maxlen)", 0, reported_ns=1)
-    ours = HuntSite("/src/otel_hardening/demo/_leak.py", 20, 'entry = b"x" * size', 7_000_000, reported_ns=2)
+    ours = HuntSite("/src/otel_hardening/demo/_leak.py", 21, 'entry = b"x" * size', 7_000_000, reported_ns=2)
     result = PhaseResult(leak, 7.0, hunt_before=earlier)
     result.observe(replace(_reading(), hunt=earlier, leak_suspected=True))
     assert result.leak_seen and result.hunt is None

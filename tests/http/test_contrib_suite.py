@@ -25,7 +25,7 @@ import pytest
 from otel_hardening.stack._paths import cache_dir
 from tests.http.contrib_conftest import PROMISE_CONTRADICTED
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]  # a first download, then the suite (~30 s)
 
 PACKAGE = "opentelemetry-instrumentation-httpx"
 SUITE = "tests/test_httpx_integration.py"

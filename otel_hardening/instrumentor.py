@@ -27,6 +27,7 @@ from otel_hardening.config import HardeningConfig
 from otel_hardening.http import quality
 from otel_hardening.http.engine import Engine
 from otel_hardening.http.harden import new_telemetry, unwrap_clients, wrap_client
+from otel_hardening.http.httpx_tracing import InstalledHttpxTracing
 from otel_hardening.http.registry import REGISTRY
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class _Installation:
         self.config = config
         self.engine = engine
         self.active = True
-        self.instrumented_httpx = False
+        self.httpx_tracing = InstalledHttpxTracing()
         self.started: list[Any] = []
         self.outbox: Outbox | None = None
         self.owns_outbox = False
@@ -68,9 +69,10 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     Keyword arguments of ``instrument()``: ``config`` (a :class:`HardeningConfig`, default from the
     environment), ``tracer_provider``, ``meter_provider``, ``logger_provider``, and
-    ``instrument_httpx`` (also turn on opentelemetry-instrumentation-httpx when it is off; what
-    ``install()`` passes) and ``outbox`` (an ``Outbox`` every hardened client defers its failed writes
-    to; default: one on ``config.outbox``, if set).
+    ``instrument_httpx`` (also turn on opentelemetry-instrumentation-httpx when it is off, until the
+    application instruments httpx itself: http/httpx_tracing.py; what ``install()`` passes) and
+    ``outbox`` (an ``Outbox`` every hardened client defers its failed writes to; default: one on
+    ``config.outbox``, if set).
     """
 
     _installation: _Installation | None = None
@@ -99,12 +101,7 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         HardeningInstrumentor._installation = installation
         _open_outbox(installation, kwargs)
         if kwargs.get("instrument_httpx") and config.instrument_httpx:
-            from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-
-            httpx_instrumentor = HTTPXClientInstrumentor()
-            if not httpx_instrumentor.is_instrumented_by_opentelemetry:
-                httpx_instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-                installation.instrumented_httpx = True
+            installation.httpx_tracing.turn_on(tracer_provider, meter_provider)
         wrap_function_wrapper(httpx.Client, "__init__", installation.after_init)
         wrap_function_wrapper(httpx.AsyncClient, "__init__", installation.after_init)
         _start_components(installation, kwargs)
@@ -124,10 +121,7 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 stop()
             if installation.owns_outbox and installation.outbox is not None:
                 installation.outbox.close()
-            if installation.instrumented_httpx:
-                from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-
-                HTTPXClientInstrumentor().uninstrument()
+            installation.httpx_tracing.turn_off()  # only if still ours: the application may have taken it over
         except Exception:
             log_once("uninstall", logging.ERROR, "otel_hardening: uninstall failed", exc_info=True)
 

@@ -8,7 +8,9 @@ health component:
   changed (hooks.py), so a client is left as it was, unhardened; counted once per such client. It
   stays true for the life of the process (the installed packages do not change under it).
 - ``internal_error``: the layer's own bookkeeping failed during a request, which then went on
-  unhardened (the guard in send.py); counted once per request.
+  unhardened (the guard in send.py); counted once per request. Also once per application call
+  (``instrument()``, ``instrument_client()``) whose handover of the httpx instrumentation failed
+  (httpx_tracing.py): nothing went unhardened, but its spans are not what the application asked for.
 - ``storage_error``: the shared circuit state (Redis) could not be used and a circuit fell back to
   this process's own state; counted once per fallback.
 

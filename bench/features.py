@@ -3,7 +3,8 @@
 ``python -m bench.features [--quick]`` prints a JSON report; ``python -m bench`` runs it as its
 ``features`` section (bench/report.py renders it). Instructions per request come from callgrind (the
 machinery of bench/_callgrind.py, as bench/outbox.py uses it), one process per variant, the variants
-interleaved over rounds; figures are medians. Variants, set through the environment as users set them:
+interleaved over rounds; figures are medians (differences: of each round's). Variants, set through the
+environment as users set them:
 
 - ``plain``: the same client, not hardened: ``off`` minus ``plain`` is the layer's own cost;
 - ``off``: hardened, slow-request detection off (``OTEL_PYTHON_HARDENING_SLOW_REQUEST=off``) and no
@@ -42,12 +43,19 @@ LABELS = {"plain": "not hardened", "off": "hardened: slow detection off, no qual
           "slow": "slow detection on (5 s)", "quality": "network quality (default sampling)",
           "quality_every": "network quality, every attempt sampled", "all": "all on (defaults)",
           "all_every": "all on, every attempt sampled"}
-_SLOW_OFF = {"OTEL_PYTHON_HARDENING_SLOW_REQUEST": "off"}
-_NO_SAMPLE = {"OTEL_PYTHON_HARDENING_QUALITY_WINDOW": "1h"}
-_EVERY_SAMPLE = {"OTEL_PYTHON_HARDENING_QUALITY_WINDOW": "1ms"}
+# Every variant sets both variables to values of one length (defaults spelled out, "5s " parses as 5 s):
+# the environment's size moves the heap's layout, and with it id()-hashed lookups (context variables)
+# by up to ~1,000 instructions per request, as much as what is measured here.
+_SLOW = "OTEL_PYTHON_HARDENING_SLOW_REQUEST"
+_WINDOW = "OTEL_PYTHON_HARDENING_QUALITY_WINDOW"
 ENV: dict[str, dict[str, str]] = {
-    "plain": {}, "off": {**_SLOW_OFF, **_NO_SAMPLE}, "slow": _NO_SAMPLE, "quality": _SLOW_OFF,
-    "quality_every": {**_SLOW_OFF, **_EVERY_SAMPLE}, "all": {}, "all_every": _EVERY_SAMPLE}
+    "plain": {_SLOW: "5s ", _WINDOW: "60s"}, "off": {_SLOW: "off", _WINDOW: "1h "},
+    "slow": {_SLOW: "5s ", _WINDOW: "1h "}, "quality": {_SLOW: "off", _WINDOW: "60s"},
+    "quality_every": {_SLOW: "off", _WINDOW: "1ms"}, "all": {_SLOW: "5s ", _WINDOW: "60s"},
+    "all_every": {_SLOW: "5s ", _WINDOW: "1ms"}}
+_PAD = "BENCH_LAYOUT_PAD"
+"""Each round pads the environment by another length, the same for every variant: the rounds sample
+several heap layouts and each round's differences compare like with like."""
 GOAL_PCT = 2.0
 """Issue 19: the features may add at most this share of the layer's own instructions per request."""
 URL = "http://upstream.test/bench"
@@ -110,22 +118,23 @@ def measure(quick: bool) -> dict[str, Any]:
     why = _callgrind.available()
     if why is not None:
         return {"skipped": why}
-    n, rounds = (300, 1) if quick else (1000, 3)
-    jobs = [v for r in range(rounds) for v in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]]
+    n, rounds = (300, 1) if quick else (600, 3)
+    jobs = [(r, v) for r in range(rounds) for v in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]]
     started = time.monotonic()
 
-    def one(variant: str) -> tuple[str, float]:
+    def one(job: tuple[int, str]) -> tuple[str, float]:
+        r, variant = job
         spec = {"variant": variant, "requests": n, "warmup": 200}
-        result = _callgrind.instructions("bench.features", spec, {**CALLGRIND_ENV, **ENV[variant]})
-        return variant, result["instructions"] / n
+        env = {**CALLGRIND_ENV, **ENV[variant], _PAD: "x" * (97 * r)}
+        return variant, _callgrind.instructions("bench.features", spec, env)["instructions"] / n
 
     runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
     with ThreadPoolExecutor(2) as pool:  # valgrind runs one core per process; counts do not care
-        for variant, count in pool.map(one, jobs):
+        for variant, count in pool.map(one, jobs):  # in job order: runs[v][r] is round r's
             runs[variant].append(count)
     per = {v: statistics.median(runs[v]) for v in VARIANTS}
-    layer = per["off"] - per["plain"]
-    added = {v: per[v] - per["off"] for v in VARIANTS[2:]}
+    layer = statistics.median(x - y for x, y in zip(runs["off"], runs["plain"], strict=True))
+    added = {v: statistics.median(x - y for x, y in zip(runs[v], runs["off"], strict=True)) for v in VARIANTS[2:]}
     return {"mode": "quick" if quick else "full", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "requests": n, "rounds": rounds, "seconds": time.monotonic() - started, "per_request": per,
             "runs": runs, "layer": layer, "added": added,

@@ -321,11 +321,9 @@ def _outbox(results: dict[str, Any]) -> Iterator[str]:
 
 def _features(results: dict[str, Any]) -> Iterator[str]:
     f = results.get("features")
-    if not f:
-        return
-    if "skipped" in f:
-        yield f"**Issue-19 features**: SKIPPED — {f['skipped']}"
-        yield ""
+    if not f or "skipped" in f:
+        if f:
+            yield from (f"**Issue-19 features**: SKIPPED — {f['skipped']}", "")
         return
     yield (f"**Issue-19 features on the request path** (`python -m bench.features`, its own run of {f['date']} "
            f"({f['mode']} mode): callgrind, medians of {f['rounds']} interleaved rounds of {f['requests']:,} GETs "

@@ -342,8 +342,9 @@ def _features(results: dict[str, Any]) -> Iterator[str]:
     yield ""
     yield ("Pool metrics have no switch: they are read when metrics are collected; on the request path they add a "
            "`len()` at pool entry and a test at the first write, in every hardened row. A sampled attempt costs "
-           "what `quality_every` adds; at the default one sample per upstream every 0.3 s that is spread over "
-           "the upstream's requests.")
+           "what `quality_every` adds; the default samples one attempt per upstream every 0.3 s of wall time, and "
+           "under callgrind's ~50x slowdown that is ~50x more of the requests than natively: the default rows "
+           "overstate what a busy upstream pays.")
     yield ""
 
 

@@ -11,7 +11,10 @@ Sections (``--only`` picks a subset), each in processes of its own:
 - ``faults`` (:mod:`bench.faults`): rejecting while open, attempts per request in an outage;
 - ``collector`` (:mod:`bench.collector_outage`): a dead and a killed collector;
 - ``resources`` (:mod:`bench.resources_overhead`): background cost at the defaults, hunt slowdown;
-- ``scale`` (:mod:`bench.scale`): 5,000 upstreams.
+- ``scale`` (:mod:`bench.scale`): 5,000 upstreams;
+- ``outbox`` (:mod:`bench.outbox`): a deferral, a replay, and what GETs pay for an outbox;
+- ``features`` (:mod:`bench.features`): issue 19's slow-request detection and network quality, each off
+  and on: the instructions they add per request against the layer's own.
 
 ``bench/leak_detection.py`` and ``bench/resources_cost.py`` are standalone scripts behind the
 README's resource-tracking section.

@@ -26,7 +26,8 @@ from typing import Any
 from bench import _proc, _upstream, collector_outage, overhead, report
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("timing", "instructions", "layer", "profile", "faults", "collector", "resources", "scale", "outbox")
+SECTIONS = ("timing", "instructions", "layer", "profile", "faults", "collector", "resources", "scale", "outbox",
+            "features")
 PACKAGES = ("httpx", "httpcore", "opentelemetry-sdk", "opentelemetry-instrumentation-httpx", "pybreaker",
             "stamina")
 
@@ -83,6 +84,7 @@ def run(quick: bool, only: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
             "resources": lambda: _proc.run_json("bench.resources_overhead", {"quick": quick}),
             "scale": lambda: _scale(quick),
             "outbox": lambda: _proc.run_json("bench.outbox", {"quick": quick}),
+            "features": lambda: _proc.run_json("bench.features", {"quick": quick}, timeout=1800.0),
         }
         def one(name: str) -> None:
             log(f"{name} ...")

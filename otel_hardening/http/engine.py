@@ -11,6 +11,7 @@ no extra span; its single CLIENT span is linked from the INTERNAL span when ther
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -58,7 +59,8 @@ class Engine:
         self.telemetry = telemetry
         self.active = active or (lambda: True)
         self.slow = SlowRequests(slow or SlowRequestPolicy(), logger_provider)
-        self.slow_after = self.slow.shortest
+        self.slow_after: float | None = self.slow.shortest if self.slow.shortest < math.inf else None
+        """No call shorter than this is slow; None: slow detection is off (a call's end reads no clock)."""
         self.clients: weakref.WeakSet[httpx.Client | httpx.AsyncClient] = weakref.WeakSet()
         """The clients this engine hardened (``uninstall()`` gives them their own step back)."""
         self._upstreams: dict[tuple[str, str, int | None], Upstream] = {}
@@ -167,8 +169,11 @@ class Call(AttemptPhases):
         self.permit = permit
         self.attempt += 1
         recent = self.upstream.recent
-        if self.attempt > 1 or self.start >= recent.due:  # a network quality sample? (quality.py)
-            self.attempt_at = recent.sample(self.start if self.attempt == 1 else time.monotonic())
+        if self.attempt > 1:  # is the attempt a network quality sample? (quality.py)
+            self.attempt_at = recent.sample(time.monotonic())
+        elif self.start >= recent.due:  # the first starts with the call: recent.sample() inlined, no clock read
+            recent.due = self.start + recent.spacing
+            self.attempt_at = self.start
         return True
 
     def _reject_untraced(self) -> NoReturn:
@@ -222,8 +227,10 @@ class Call(AttemptPhases):
         assert self.permit is not None
         transitions: list[tuple[str, str]] = []
         failed = pol.is_failure_status(status)
+        end = None  # the attempt's end, read once for the quality sample, the slow check and the backoff
         if self.attempt_at is not None:
-            self.upstream.recent.add(self.attempt_at, failed)
+            end = _monotonic()
+            self.upstream.recent.add(self.attempt_at, failed, end)
         if failed:
             self.upstream.circuit.record_failure(self.permit, str(status), transitions)
         else:
@@ -231,34 +238,37 @@ class Call(AttemptPhases):
         if transitions:
             self._state_events(transitions)
         if status not in self.retry.retry_statuses:
-            self._finish(self._outcome(ok=not failed), status)
+            self._finish(self._outcome(ok=not failed), status, end)
             return None
         retry_after = None
         if status in pol.RETRY_AFTER_STATUSES:
             retry_after = pol.parse_retry_after(response.headers.get("retry-after"))
-        delay = self._next_delay(str(status), retry_after)
+        delay = self._next_delay(str(status), retry_after, end)
         if delay is None:
-            self._finish(self._outcome(ok=False), status)
+            self._finish(self._outcome(ok=False), status, end)
         return delay
 
     def on_error(self, exc: Exception) -> float | None:
         """Seconds to wait before the next attempt, or None: ``exc`` is the answer."""
         assert self.permit is not None
+        end = None
         if pol.is_failure_error(exc):
             if self.attempt_at is not None:
-                self.upstream.recent.add_error(self.attempt_at, exc)
+                end = _monotonic()
+                self.upstream.recent.add_error(self.attempt_at, exc, end)
             transitions: list[tuple[str, str]] = []
             self.upstream.circuit.record_failure(self.permit, pol.error_type(exc), transitions)
             self._state_events(transitions)
         else:
             self.upstream.circuit.release(self.permit)
-        delay = self._next_delay(pol.error_type(exc), None) if pol.is_retryable_error(exc) else None
+        delay = self._next_delay(pol.error_type(exc), None, end) if pol.is_retryable_error(exc) else None
         if delay is None:
             if isinstance(exc, httpx.PoolTimeout):
-                self.end_attempt(time.monotonic())  # its wait is a time_in_queue sample (phases.py)
-                self._finish(outcomes.POOL_TIMEOUT, exc)
+                end = _monotonic()
+                self.end_attempt(end)  # its wait is a time_in_queue sample (phases.py)
+                self._finish(outcomes.POOL_TIMEOUT, exc, end)
             else:
-                self._finish(self._outcome(ok=False), exc)
+                self._finish(self._outcome(ok=False), exc, end)
         return delay
 
     def abandon(self) -> None:
@@ -274,7 +284,8 @@ class Call(AttemptPhases):
             self.span.set_attribute("hardening.attempts", self.attempt)
             self.span.end()
 
-    def _next_delay(self, reason: str, retry_after: float | None) -> float | None:
+    def _next_delay(self, reason: str, retry_after: float | None, end: float | None) -> float | None:
+        """Seconds to wait before the next attempt, or None; ``end``: when the attempt ended, if known."""
         if not self.can_retry:
             return None
         if self.attempt >= self.max_attempts:
@@ -290,7 +301,7 @@ class Call(AttemptPhases):
             if self._delays is None:
                 self._delays = pol.backoff_delays(self.retry.backoff_initial, self.retry.backoff_max)
             delay = next(self._delays)
-        now = time.monotonic()
+        now = _monotonic() if end is None else end
         if delay >= self.deadline - (now - self.start):
             self._deny("deadline", reason)
             return None
@@ -376,14 +387,18 @@ class Call(AttemptPhases):
             self._scope = None
             scope.__exit__(None, None, None)
 
-    def _finish(self, outcome: str, answer: int | str | Exception | None = None) -> None:
-        """End the call with ``outcome``; ``answer``: the last status, error (or its type), if any."""
+    def _finish(self, outcome: str, answer: int | str | Exception | None = None, end: float | None = None) -> None:
+        """End the call with ``outcome``; ``answer``: the last status, error (or its type), if any; ``end``:
+        when its last attempt ended, if the caller read the clock already."""
         self.finished = True
         self.permit = None
-        end = _monotonic()
         acted_on = self.span is not None
-        if end - self.start > self.engine.slow_after:
-            self.engine.slow.check(self, outcome, answer, end)  # a logged slow call gets a span
+        slow_after = self.engine.slow_after
+        if slow_after is not None:
+            if end is None:
+                end = _monotonic()
+            if end - self.start > slow_after:
+                self.engine.slow.check(self, outcome, answer, end)  # a logged slow call gets a span
         span = self.span
         if span is None:
             self.upstream.tally.add(outcome, self.attempt)

@@ -6,10 +6,11 @@ included), and whether it failed. Sampled are the attempts that start at least `
 (``QualityPolicy.window`` / :data:`MAX_SAMPLES`, 0.3 s by default) after the upstream's last sample:
 every attempt of a quiet upstream, and on a busy one a sample every 0.3 s, so the :data:`MAX_SAMPLES`
 samples cover the whole window at any rate. Whether an attempt is sampled is decided before its outcome
-is known, so the failure ratio is not biased. Why not every attempt: a clock read costs ~850
-instructions under callgrind, more than everything else here; a first attempt that is not sampled reads
-no clock at all (it is judged by the call's start, already read). Nothing is classified on the request
-path.
+is known, so the failure ratio is not biased. Why not every attempt: a sample costs a few thousand
+instructions (bench/features.py), several per cent of the layer's own cost; an attempt that is not
+sampled costs one comparison (a first attempt starts with its call, whose start is already read), and a
+sampled one shares its end's clock read with the slow-request check (engine.py). Nothing is classified
+on the request path.
 
 **When the class is read** (the ``hardening.http.client.network.quality`` gauge at collection, a health
 evaluation, :func:`quality_of`), the samples of the last ``QualityPolicy.window`` seconds give two
@@ -120,9 +121,8 @@ class Recent:
         self.due = started + self.spacing
         return started
 
-    def add(self, started: float, kind: int) -> None:
-        """A sampled attempt that started at ``started`` (``time.monotonic()``) ended now."""
-        now = _clock()
+    def add(self, started: float, kind: int, now: float) -> None:
+        """A sampled attempt that started at ``started`` ended at ``now`` (both ``time.monotonic()``)."""
         i = self.next
         if i >= MAX_SAMPLES:
             i = 0
@@ -137,9 +137,9 @@ class Recent:
             self.kinds.append(kind)
         self.next = i + 1
 
-    def add_error(self, started: float, exc: BaseException) -> None:
-        """An attempt that ended with an error counting against the circuit (``policy.is_failure_error``)."""
-        self.add(started, UNREACHABLE if isinstance(exc, _UNREACHABLE_ERRORS) else FAILED)
+    def add_error(self, started: float, exc: BaseException, now: float) -> None:
+        """An attempt that ended at ``now`` with an error counting against the circuit (``policy.is_failure_error``)."""
+        self.add(started, UNREACHABLE if isinstance(exc, _UNREACHABLE_ERRORS) else FAILED, now)
 
     def evaluate(self, policy: QualityPolicy, circuit_open: bool, now: float) -> str | None:
         """The class now, hysteresis applied; None before the first judged attempt."""

@@ -167,3 +167,40 @@ def test_outbox_section_is_rendered_and_judged() -> None:
     assert "| the same POST deferred, sqlite (fsynced) | 0.43 ms (p99 3.3 ms) |" in table
     assert "| ... GETs through a client given an outbox (never deferred) | 630,000 (1.014x) |" in table
     assert "redis" not in table  # not measured: no row
+
+
+def test_features_client_goes_through_the_hardened_pool_on_one_connection() -> None:
+    from bench import features
+
+    client = features.client(hardened=True)
+    for _ in range(3):
+        r = client.get(features.URL)
+        assert (r.status_code, r.content) == (200, b"ok")
+    pool = client._transport._pool  # type: ignore[attr-defined]
+    assert vars(pool).get("_otel_hardening") is True, "the layer's pool hooks are installed (deadline.py)"
+    assert len(pool.connections) == 1
+
+
+def test_features_worker_runs_outside_callgrind() -> None:
+    result = _proc.run_json("bench.features", {"variant": "all_every", "requests": 20, "warmup": 5})
+    assert result == {"variant": "all_every", "requests": 20}
+
+
+def test_features_section_is_rendered_and_judged() -> None:
+    results = _results(cpu_ratio=1.01, layer_us=10.0)
+    per = {"plain": 1_365_000.0, "off": 1_415_000.0, "slow": 1_415_150.0, "quality": 1_415_300.0,
+           "quality_every": 1_417_000.0, "all": 1_416_100.0, "all_every": 1_417_500.0}
+    added = {v: per[v] - per["off"] for v in per if v not in ("plain", "off")}
+    results["features"] = {"mode": "full", "date": "2026-12-10 10:00 UTC", "requests": 1000, "rounds": 3,
+                           "per_request": per, "layer": 50_000.0, "added": added,
+                           "added_pct": {v: a / 50_000.0 * 100 for v, a in added.items()}}
+    goal = "issue 19 (slow requests, network quality at their defaults, pool metrics): instructions added / " \
+           "the layer's own"
+    assert {g["name"]: g["held"] for g in report.goals(results)}[goal] is False  # +2.2 %
+    table = report.markdown(results)
+    assert f"| {goal} | +2.20 % | ≤ 2 % | **no** |" in table
+    assert "off minus not hardened: 50,000 instructions)" in table
+    assert "| network quality, every attempt sampled | 1,417,000 | +2,000 | +4.00 % |  |" in table
+    assert "| all on (defaults) | 1,416,100 | +1,100 | +2.20 % | ≤ 2 % |" in table
+    results["features"]["added_pct"]["all"] = 1.5
+    assert {g["name"]: g["held"] for g in report.goals(results)}[goal] is True

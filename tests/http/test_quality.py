@@ -46,7 +46,7 @@ def attempts(recent: Recent, clock: Clock, latency: float, n: int = 20, kind: in
     """``n`` attempts of ``latency`` seconds ending now (every ``failed_every``-th one failed)."""
     for i in range(n):
         failed = failed_every and i % failed_every == 0
-        recent.add(clock.now - latency, FAILED if failed else kind)
+        recent.add(clock.now - latency, FAILED if failed else kind, clock.now)
 
 
 def evaluate(recent: Recent, clock: Clock, circuit_open: bool = False, policy: QualityPolicy = POLICY) -> str | None:

@@ -10,6 +10,7 @@ each, prints ``done`` and waits for ``gate/stop``, so only the requests are coun
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import resource
 import threading
@@ -68,24 +69,37 @@ async def run_async(get: _variants.AsyncGet, url: str, n: int, lat: list[float] 
     await asyncio.gather(*(one() for _ in range(n)))
 
 
+def _freeze(say: str) -> None:
+    """Before a count: everything allocated so far (imports, set-up, warm-up) leaves the collector's
+    view (``gc.freeze()``). A full collection that lands in a few hundred counted requests would
+    otherwise scan the whole start-up heap and add tens of thousands of instructions to each request
+    of one run and not of the next; the collections the requests themselves cause are still counted."""
+    if say == "ready":
+        gc.collect()
+        gc.freeze()
+
+
 def wait(gate: str | None, say: str, file: str) -> None:
     """Tell the parent where we are and poll for its answer (a blocked read would stall callgrind's
-    command polling)."""
+    command polling). Slowly: callgrind_control takes ~0.1-0.3 s to act, and the polls it counts in
+    that time would add a varying few thousand instructions to each request's figure."""
     if gate is None:
         return
+    _freeze(say)
     print(say, flush=True)
     path = os.path.join(gate, file)
     while not os.path.exists(path):
-        time.sleep(0.005)
+        time.sleep(0.05)
 
 
 async def async_wait(gate: str | None, say: str, file: str) -> None:
     if gate is None:
         return
+    _freeze(say)
     print(say, flush=True)
     path = os.path.join(gate, file)
     while not os.path.exists(path):
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 
+from bench import _worker
+
 REQUESTS = 2000
 WARMUP = 300
 
@@ -52,12 +54,6 @@ def _client(outbox: Any = None, fail_max: int = 1, answer: Any = _answer) -> htt
                                  circuit=CircuitPolicy(fail_max=fail_max, reset_timeout=3600), outbox=outbox)
 
 
-def _wait(gate: str, say: str, file: str) -> None:
-    print(say, flush=True)
-    while not os.path.exists(os.path.join(gate, file)):
-        time.sleep(0.005)
-
-
 def worker(spec: dict[str, Any]) -> None:
     """Under callgrind: ``spec["variant"]`` requests, counted between ``ready`` and ``done``."""
     from otel_hardening.outbox import Outbox, OutboxPolicy
@@ -71,10 +67,10 @@ def worker(spec: dict[str, Any]) -> None:
     url = "http://upstream.test/item"
     for _ in range(WARMUP):
         client.get(url)
-    _wait(gate, "ready", "go")
+    _worker.wait(gate, "ready", "go")
     for _ in range(n):
         client.get(url)
-    _wait(gate, "done", "stop")
+    _worker.wait(gate, "done", "stop")
     print(json.dumps({"variant": variant, "requests": n}), flush=True)
     if outbox is not None:
         outbox.close()

@@ -34,6 +34,11 @@ CALLGRIND_ENV = {
     # 200 concurrent requests queue for a minute under valgrind: past the 30 s default deadline. With
     # the client's 25 s timeouts below either deadline, the layer takes the same path as natively.
     "OTEL_PYTHON_HARDENING_RETRY_DEADLINE": "3600",
+    # A network quality sample is taken once per window/200 of wall time per upstream: every 0.3 s
+    # natively, about 1 in 230 requests of the sync run; ~50x slower, that would be 1 in 5 (each
+    # sample ~3.7 k instructions). At the longest window (18 s) it is about 1 in 200, as natively.
+    # What a sample costs is measured on its own (bench/features.py).
+    "OTEL_PYTHON_HARDENING_QUALITY_WINDOW": "3600",
 }
 FIGURES = ("cpu_us", "throughput", "p50_ms", "p99_ms", "wall_s", "peak_rss_mib")
 

@@ -27,11 +27,11 @@ def looks_secret(query: str) -> bool:
     return SECRET_PARAM.search(unquote_plus(query) if "%" in query else query) is not None
 
 
-def needs_redaction(url: httpx.URL) -> bool:
-    """Whether a request URL shown in telemetry must be rewritten: a secret-looking query, or a fragment
-    (userinfo is not looked at: opentelemetry-instrumentation-httpx already removes it)."""
-    query = url.query
-    return (bool(query) and looks_secret(query.decode("ascii", "replace"))) or bool(url.fragment)
+def needs_redaction(query: str | None, fragment: str | None) -> bool:
+    """Whether a request URL with this (percent-encoded) query and fragment must be rewritten when shown:
+    a secret-looking query, or a fragment (userinfo is not looked at: opentelemetry-instrumentation-httpx
+    already removes it). The parts come from ``otel_hardening.http.urls.parts``."""
+    return bool(fragment) or (query is not None and looks_secret(query))
 
 
 def redact_url(url: str | httpx.URL) -> str:

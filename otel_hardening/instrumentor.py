@@ -42,7 +42,6 @@ class _Installation:
     def __init__(self, config: HardeningConfig, engine: Engine) -> None:
         self.config = config
         self.engine = engine
-        self.active = True
         self.httpx_tracing = InstalledHttpxTracing()
         self.started: list[Any] = []
         self.outbox: Outbox | None = None
@@ -51,7 +50,7 @@ class _Installation:
 
     def after_init(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
         wrapped(*args, **kwargs)
-        if self.active:
+        if self.engine.active:
             try:
                 wrap_client(instance, self.engine)
                 if self.outbox is not None:
@@ -96,7 +95,7 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         REGISTRY.configure(config.max_upstreams, config.max_upstream_series)
         quality.configure(config.quality)
         installation = _Installation(config, Engine(
-            config.retry, config.circuit, config.budget, telemetry, active=lambda: installation.active,
+            config.retry, config.circuit, config.budget, telemetry,
             slow=config.slow, logger_provider=kwargs.get("logger_provider")))
         HardeningInstrumentor._installation = installation
         _open_outbox(installation, kwargs)
@@ -115,7 +114,7 @@ class HardeningInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             unwrap(httpx.AsyncClient, "__init__")
             if installation is None:
                 return
-            installation.active = False
+            installation.engine.active = False
             unwrap_clients(installation.engine)  # every client it hardened gets its own step back
             for stop in reversed(installation.started):
                 stop()

@@ -5,8 +5,9 @@ retries add at most ``ratio`` of the request rate instead of multiplying it by `
 floor of ``min_per_second`` tokens keeps retries working for quiet clients. The bank is capped at
 ``ttl`` seconds' worth of allowance, so a long healthy period cannot save up a retry storm.
 
-The request rate behind the cap is re-estimated once a second, so a deposit is a counter increment
-and an addition: it runs on every request.
+The request rate behind the cap is re-estimated once a second, and deposits are only counted (a
+``ReadableCount``: no lock) until then or until a retry asks for a token: a deposit is one C call and
+a comparison, and it runs on every request.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 import time
 
 from otel_hardening.config import BudgetPolicy
+from otel_hardening.http.counting import ReadableCount
 
 
 class RetryBudget:
@@ -26,12 +28,30 @@ class RetryBudget:
         self._cap = max(1.0, policy.min_per_second * policy.ttl)
         self._tokens = self._cap if policy.min_per_second > 0 else 0.0
         self._rate = 0.0
+        self._deposits = ReadableCount()
+        self._banked = 0
+        """Deposits already in ``_tokens``."""
         self._count = 0
+        """Deposits since the last roll."""
         self._tick = time.monotonic()
 
+    def _settle(self) -> None:
+        """Bank the deposits counted since the last settlement (under ``_lock``). Capping their sum once
+        is the same as capping each: the cap changes only in ``_roll``, which settles first."""
+        deposits = self._deposits.total()
+        new = deposits - self._banked
+        if new:
+            self._banked = deposits
+            self._count += new
+            tokens = self._tokens + self._ratio * new
+            self._tokens = tokens if tokens < self._cap else self._cap
+
     def _roll(self, now: float) -> None:
-        """Once a second: refill the floor, re-estimate the request rate, re-size the bank."""
+        """Once a second: refill the floor, re-estimate the request rate, re-size the bank (under ``_lock``)."""
+        self._settle()
         elapsed = now - self._tick
+        if elapsed < 1.0:
+            return  # another thread rolled meanwhile
         weight = min(1.0, elapsed / self._ttl)
         self._rate += (self._count / elapsed - self._rate) * weight
         self._cap = max(1.0, (self._floor + self._ratio * self._rate) * self._ttl)
@@ -41,12 +61,10 @@ class RetryBudget:
 
     def deposit(self, now: float) -> None:
         """Called once per logical request, at ``now`` (``time.monotonic()``)."""
-        with self._lock:
-            if now - self._tick >= 1.0:
+        next(self._deposits)
+        if now - self._tick >= 1.0:
+            with self._lock:
                 self._roll(now)
-            self._count += 1
-            tokens = self._tokens + self._ratio
-            self._tokens = tokens if tokens < self._cap else self._cap
 
     def try_withdraw(self) -> bool:
         """Take one retry's worth of tokens; False when the budget is spent."""
@@ -54,6 +72,8 @@ class RetryBudget:
         with self._lock:
             if now - self._tick >= 1.0:
                 self._roll(now)
+            else:
+                self._settle()
             if self._tokens >= 1.0:
                 self._tokens -= 1.0
                 return True
@@ -62,4 +82,5 @@ class RetryBudget:
     @property
     def available(self) -> float:
         with self._lock:
+            self._settle()
             return self._tokens

@@ -58,8 +58,9 @@ class Permit:
         """The fleet-wide slot (shared Redis state), else the slot is counted in this process."""
 
 
-_CLOSED_PERMIT = Permit(CLOSED, trial=False)
-"""Shared by every attempt while closed: a closed permit holds nothing, so the common path allocates none."""
+CLOSED_PERMIT = Permit(CLOSED, trial=False)
+"""Shared by every attempt while closed: a closed permit holds nothing, so the common path allocates none.
+A calm circuit (``Circuit.calm``) gives it and needs no word of its success: the engine skips both calls."""
 
 
 class Circuit:
@@ -84,6 +85,9 @@ class Circuit:
         self._shared = storage if isinstance(storage, FallbackRedisStorage) else None
         self._seen: list[tuple[str, str]] | None = None
         self._on_state_change = on_state_change
+        self.calm = self._shared is None
+        """Closed with no failure counted, in this process's own storage: the attempt's common path
+        (no lock, no storage read). Shared storage can change elsewhere: never calm."""
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=policy.fail_max,
             reset_timeout=policy.reset_timeout,
@@ -126,9 +130,11 @@ class Circuit:
 
         State changes this call causes are appended to ``transitions`` (for the caller's span).
         """
+        if self.calm:
+            return CLOSED_PERMIT
         state = self._breaker.current_state
         if state == pybreaker.STATE_CLOSED:
-            return _CLOSED_PERMIT
+            return CLOSED_PERMIT
         if state == pybreaker.STATE_OPEN:
             if self.seconds_until_trial() > 0:
                 return None
@@ -154,7 +160,7 @@ class Circuit:
     def _acquire_again(self) -> Permit | None:
         # The state moved while we waited for the lock (another thread's trial finished).
         if self._breaker.current_state == pybreaker.STATE_CLOSED:
-            return _CLOSED_PERMIT
+            return CLOSED_PERMIT
         return None
 
     def _release(self, permit: Permit) -> None:
@@ -170,6 +176,8 @@ class Circuit:
     def record_success(self, permit: Permit, transitions: list[tuple[str, str]]) -> None:
         if permit.trial:
             self._release(permit)
+        if self.calm:
+            return  # closed, nothing counted: nothing to reset
         breaker = self._breaker
         if permit.state == CLOSED and breaker.fail_counter == 0:
             return  # nothing to reset: keep the common path free of storage writes
@@ -179,10 +187,13 @@ class Circuit:
                 breaker.state._handle_success()
             finally:
                 self._seen = None
+            if self._shared is None:
+                self.calm = breaker.current_state == pybreaker.STATE_CLOSED and breaker.fail_counter == 0
 
     def record_failure(self, permit: Permit, reason: str, transitions: list[tuple[str, str]]) -> None:
         self._release(permit)
         with self._lock:
+            self.calm = False
             self._seen = transitions
             try:
                 self._breaker.state._handle_error(_UpstreamFailure(reason), reraise=False)

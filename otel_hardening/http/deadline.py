@@ -41,7 +41,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Iterable, Sized
+from collections.abc import Callable, Iterable, Sized
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -136,11 +136,13 @@ def _connected(attempt: Attempt | None, start: float) -> _Lifetime | None:
 
 
 class DeadlineStream(httpcore.NetworkStream):
-    __slots__ = ("inner", "lifetime")
+    # get_extra_info is the inner stream's own bound method (httpcore asks it twice per request)
+    __slots__ = ("get_extra_info", "inner", "lifetime")
 
     def __init__(self, inner: httpcore.NetworkStream, lifetime: _Lifetime | None = None) -> None:
         self.inner = inner
         self.lifetime = lifetime
+        self.get_extra_info = inner.get_extra_info  # type: ignore[method-assign]
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self.inner.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
@@ -163,9 +165,6 @@ class DeadlineStream(httpcore.NetworkStream):
         if attempt is not None:
             attempt.connected(start, time.monotonic())
         return DeadlineStream(stream, self.lifetime)  # the TLS stream is the one httpcore closes
-
-    def get_extra_info(self, info: str) -> Any:
-        return self.inner.get_extra_info(info)
 
 
 class DeadlineBackend(httpcore.NetworkBackend):
@@ -194,11 +193,12 @@ class DeadlineBackend(httpcore.NetworkBackend):
 
 
 class AsyncDeadlineStream(httpcore.AsyncNetworkStream):
-    __slots__ = ("inner", "lifetime")
+    __slots__ = ("get_extra_info", "inner", "lifetime")
 
     def __init__(self, inner: httpcore.AsyncNetworkStream, lifetime: _Lifetime | None = None) -> None:
         self.inner = inner
         self.lifetime = lifetime
+        self.get_extra_info = inner.get_extra_info  # type: ignore[method-assign]
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self.inner.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
@@ -221,9 +221,6 @@ class AsyncDeadlineStream(httpcore.AsyncNetworkStream):
         if attempt is not None:
             attempt.connected(start, time.monotonic())
         return AsyncDeadlineStream(stream, self.lifetime)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self.inner.get_extra_info(info)
 
 
 class AsyncDeadlineBackend(httpcore.AsyncNetworkBackend):
@@ -253,30 +250,45 @@ class AsyncDeadlineBackend(httpcore.AsyncNetworkBackend):
         return getattr(self.inner, name)
 
 
-def _attempt_started(request: httpcore.Request, in_pool: Sized, max_connections: int) -> httpcore.Request:
-    """Tell the attempt it started; bound the wait for a connection by what is left of its deadline.
-
-    ``in_pool``: the pool's requests in flight or waiting; as many as ``max_connections`` and this one
-    waits for a connection (hooks.py checked both private names; ``()`` for another kind of pool)."""
-    attempt = ATTEMPT.get()
-    if attempt is None:
-        return request
-    if len(in_pool) >= max_connections:
-        attempt.queued(time.monotonic())
-    attempt.attempt_started()
-    deadline = attempt.deadline_at
-    if deadline is None:
-        return request
-    timeouts = request.extensions.get("timeout", {})
-    left = max(0.001, deadline - time.monotonic())
-    pool = timeouts.get("pool")
-    if pool is not None and pool <= left:
-        return request
-    # httpcore's per-attempt request, not the caller's: the body is read with the copy's timeouts,
-    # which differ from the caller's only in the pool wait, over by then
+def _bounded_pool_wait(request: httpcore.Request, left: float) -> httpcore.Request:
+    """httpcore's per-attempt request, not the caller's, with the wait for a connection cut to ``left``:
+    the body is read with the copy's timeouts, which differ from the caller's only in the pool wait,
+    over by then."""
     bounded = copy.copy(request)
+    timeouts = request.extensions.get("timeout", {})
     bounded.extensions = {**request.extensions, "timeout": {**timeouts, "pool": left}}
     return bounded
+
+
+def _pool_entry(pool: Any, step: str) -> Callable[[httpcore.Request], Any]:
+    """The pool's ``handle_request`` / ``handle_async_request`` (``step``): tells the attempt it started
+    and bounds its wait for a connection by what is left of its deadline, then runs the pool's own step,
+    looked up on the class at call time (a mock that patches the class later, respx say, still applies).
+
+    The async step's coroutine is returned, not awaited: it is made here, in the caller's context, and
+    awaited by httpcore's caller at once; one function serves both kinds of pool."""
+    # httpcore mutates this list in place, never replaces it: read once, it stays the pool's queue
+    # (hooks.py checked both private names; another kind of pool never counts as full)
+    in_pool: Sized = ()
+    max_connections = sys.maxsize
+    if isinstance(pool, (httpcore.ConnectionPool, httpcore.AsyncConnectionPool)):
+        in_pool, max_connections = pool._requests, pool._max_connections
+
+    def entry(request: httpcore.Request) -> Any:
+        attempt = ATTEMPT.get()
+        if attempt is not None:
+            if len(in_pool) >= max_connections:
+                attempt.queued(time.monotonic())
+            attempt.attempt_started()
+            deadline = attempt.deadline_at
+            if deadline is not None:
+                left = max(0.001, deadline - time.monotonic())
+                pool_timeout = request.extensions.get("timeout", {}).get("pool")
+                if pool_timeout is None or pool_timeout > left:
+                    request = _bounded_pool_wait(request, left)
+        return getattr(type(pool), step)(pool, request)
+
+    return entry
 
 
 _WRAPPER_ATTRIBUTES = ("_transport", "transport")
@@ -300,24 +312,12 @@ def prepare_pool(transport: object) -> None:
     backend = getattr(pool, "_network_backend", None)
     if backend is None or "_otel_hardening" in vars(pool):
         return
-    # httpcore mutates this list in place, never replaces it: read once, it stays the pool's queue
-    in_pool: Sized = ()
-    max_connections = sys.maxsize
-    if isinstance(pool, (httpcore.ConnectionPool, httpcore.AsyncConnectionPool)):
-        in_pool, max_connections = pool._requests, pool._max_connections
     if isinstance(backend, httpcore.NetworkBackend):
         pool._network_backend = DeadlineBackend(backend)
-        # looked up on the class at call time: a mock that patches the class later (respx) still applies
-        def handle_request(request: httpcore.Request) -> httpcore.Response:
-            return type(pool).handle_request(pool, _attempt_started(request, in_pool, max_connections))  # type: ignore[no-any-return]
-
-        pool.handle_request = handle_request
+        pool.handle_request = _pool_entry(pool, "handle_request")
     elif isinstance(backend, httpcore.AsyncNetworkBackend):
         pool._network_backend = AsyncDeadlineBackend(backend)
-        async def handle_async_request(request: httpcore.Request) -> httpcore.Response:
-            return await type(pool).handle_async_request(pool, _attempt_started(request, in_pool, max_connections))  # type: ignore[no-any-return]
-
-        pool.handle_async_request = handle_async_request
+        pool.handle_async_request = _pool_entry(pool, "handle_async_request")
     else:
         return
     pool._otel_hardening = True

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 import httpx
@@ -27,17 +27,25 @@ from otel_hardening.config import MAX_DEADLINE, BudgetPolicy, CircuitPolicy, Ret
 from otel_hardening.http import outcomes
 from otel_hardening.http import policy as pol
 from otel_hardening.http import telemetry as tm
-from otel_hardening.http.circuit import OPEN, Permit
+from otel_hardening.http.circuit import CLOSED_PERMIT, OPEN, Circuit, Permit
 from otel_hardening.http.deadline import ATTEMPT
 from otel_hardening.http.errors import CircuitOpenError
 from otel_hardening.http.phases import AttemptPhases
 from otel_hardening.http.registry import REGISTRY, Upstream
 from otel_hardening.http.slow import SlowRequests
+from otel_hardening.http.urls import parts
 
 _monotonic = time.monotonic  # one lookup less on every call's end
 _URL_KEYS = ("url.full", "http.url")
 _CACHED_UPSTREAMS = 256
 _OPTION_KEYS = frozenset({"retry", "max_attempts", "idempotent", "deadline"})
+_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, context.Context())))
+"""The context key of the current span (the API's own, found through its public setter)."""
+# Bound once: a method of an imported object is looked up anew on each call (no cache on Python 3.11)
+_enter_attempt = ATTEMPT.set
+_leave_attempt = ATTEMPT.reset
+_SPAN_TYPES: set[type] = set()
+"""Classes of spans seen in a context and checked to be ``trace.Span`` (an ABC check costs ~200 ns)."""
 
 
 class Engine:
@@ -49,7 +57,6 @@ class Engine:
         circuit: CircuitPolicy,
         budget: BudgetPolicy,
         telemetry: tm.Telemetry,
-        active: Callable[[], bool] | None = None,
         slow: SlowRequestPolicy | None = None,
         logger_provider: Any = None,
     ) -> None:
@@ -57,7 +64,8 @@ class Engine:
         self.circuit = circuit
         self.budget = budget
         self.telemetry = telemetry
-        self.active = active or (lambda: True)
+        self.active = True
+        """False once ``uninstall()`` turned this engine off: its clients' calls go unhardened."""
         self.slow = SlowRequests(slow or SlowRequestPolicy(), logger_provider)
         self.slow_after: float | None = self.slow.shortest if self.slow.shortest < math.inf else None
         """No call shorter than this is slow; None: slow detection is off (a call's end reads no clock)."""
@@ -68,7 +76,8 @@ class Engine:
 
     def begin(self, request: httpx.Request) -> Call:
         url = request.url
-        key = (url.scheme, url.host, url.port)
+        scheme, _, host, port, _, query, fragment = parts(url)
+        key = (scheme, host, port)
         if self._generation != REGISTRY.generation:
             self._upstreams = {}
             self._generation = REGISTRY.generation
@@ -78,39 +87,50 @@ class Engine:
             if len(self._upstreams) >= _CACHED_UPSTREAMS:
                 self._upstreams = {}
             self._upstreams[key] = upstream
-        return Call(self, request, upstream)
+        # the URL a span shows is redacted when it has a secret-looking query or a fragment
+        return Call(self, request, upstream, bool(query or fragment) and needs_redaction(query, fragment))
 
 
 class Call(AttemptPhases):
     """One logical request: its attempts, waits, circuit permits and telemetry."""
 
-    # What most calls never change stays a class attribute: __init__ runs on every request.
-    attempt = 0
-    permit: Permit | None = None
-    span: trace.Span | None = None
-    first_attempt_span: trace.Span | None = None
-    denied: str | None = None
-    finished = False
-    deadline_at: float | None = None
-    _delays: Iterator[float] | None = None
-    _redacted_url: str | None = None
-    _url_checked = False
-    _spanned = 0
-    _outer_context: context.Context | None = None
-    _token: Any = None
-    _scope: Any = None
-    _last_reason: str | None = None
-    attempt_at: float | None = None
-    """When the current attempt started, if it is a network quality sample (quality.py), else None."""
+    # Slots, each set in __init__: on Python 3.11 an attribute read through an instance from its class
+    # (a class-level default) takes the interpreter's slow generic path; a slot read is specialized.
+    __slots__ = (
+        "_delays", "_last_reason", "_outer_context", "_redacted_url", "_scope", "_spanned", "_token",
+        "attempt", "attempt_at", "can_retry", "deadline", "deadline_at", "denied", "engine",
+        "finished", "first_attempt_span", "max_attempts", "permit", "redact", "request", "retry", "span", "start",
+        "upstream",
+    )
 
-    def __init__(self, engine: Engine, request: httpx.Request, upstream: Upstream) -> None:
+    def __init__(self, engine: Engine, request: httpx.Request, upstream: Upstream, redact: bool) -> None:
         self.request = request
+        self.redact = redact
+        """The URL the attempts' spans show must be redacted (``_redaction.needs_redaction``)."""
         self.upstream = upstream
         self.engine = engine
         retry = engine.retry
         self.retry = retry
         self.max_attempts = retry.max_attempts
         self.deadline = retry.deadline
+        self.attempt = 0
+        self.permit: Permit | None = None
+        self.span: trace.Span | None = None
+        self.first_attempt_span: trace.Span | None = None
+        self.denied: str | None = None
+        self.finished = False
+        self.deadline_at: float | None = None
+        self._delays: Iterator[float] | None = None
+        self._redacted_url: str | None = None
+        self._spanned = 0
+        self._outer_context: context.Context | None = None
+        self._token: Any = None
+        self._scope: Any = None
+        self._last_reason: str | None = None
+        self.attempt_at: float | None = None
+        """When the current attempt started, if it is a network quality sample (quality.py), else None."""
+        self.queued_at = self._attempt_start = self._dequeued = 0.0  # AttemptPhases' clocks
+        self._queue = self._connect = self._sending = self.backoff = 0.0
         idempotent = retry.retry_non_idempotent or pol.is_idempotent(request)
         enabled = True
         if "hardening" in request.extensions:
@@ -118,7 +138,7 @@ class Call(AttemptPhases):
             if options is not None:
                 enabled, idempotent = self._apply(options, enabled, idempotent)
         self.can_retry = enabled and self.max_attempts > 1 and idempotent and pol.is_replayable(request)
-        self.start = now = time.monotonic()
+        self.start = now = _monotonic()
         if self.can_retry:
             # only a call that may be retried has a deadline (deadline.py): the others keep their timeouts
             self.deadline_at = now + self.deadline
@@ -151,21 +171,10 @@ class Call(AttemptPhases):
         (the circuit opened while this call waited) ends the call: the caller gets the last real
         response or error, not a CircuitOpenError that would hide it.
         """
-        transitions: list[tuple[str, str]] = []
-        permit = self.upstream.circuit.acquire(transitions)
-        if transitions:
-            self._state_events(transitions)
+        circuit = self.upstream.circuit
+        permit = CLOSED_PERMIT if circuit.calm else self._acquire(circuit)  # calm: no call, no list
         if permit is None:
-            if self.attempt == 0 and not transitions and not self.upstream.trace_rejection(self.start):
-                self._reject_untraced()
-            retry_in = self.upstream.circuit.seconds_until_trial()
-            self.denied = "circuit_open"
-            self._ensure_span().add_event(tm.EVENT_RETRY_DENIED, {"hardening.retry.reason": "circuit_open"})
-            if self.attempt > 0:
-                self._finish(outcomes.FAILURE_AFTER_RETRY, self._last_reason)
-                return False
-            self._finish(outcomes.REJECTED_CIRCUIT_OPEN)
-            raise CircuitOpenError(self.upstream.name, retry_in, request=self.request)
+            return False
         self.permit = permit
         self.attempt += 1
         recent = self.upstream.recent
@@ -175,6 +184,26 @@ class Call(AttemptPhases):
             recent.due = self.start + recent.spacing
             self.attempt_at = self.start
         return True
+
+    def _acquire(self, circuit: Circuit) -> Permit | None:
+        """``circuit.acquire()`` with its consequences: state events, and for a refused attempt the call's
+        end (None: a retry refused) or ``CircuitOpenError`` (a first attempt)."""
+        transitions: list[tuple[str, str]] = []
+        permit = circuit.acquire(transitions)
+        if transitions:
+            self._state_events(transitions)
+        if permit is not None:
+            return permit
+        if self.attempt == 0 and not transitions and not self.upstream.trace_rejection(self.start):
+            self._reject_untraced()
+        retry_in = circuit.seconds_until_trial()
+        self.denied = "circuit_open"
+        self._ensure_span().add_event(tm.EVENT_RETRY_DENIED, {"hardening.retry.reason": "circuit_open"})
+        if self.attempt > 0:
+            self._finish(outcomes.FAILURE_AFTER_RETRY, self._last_reason)
+            return None
+        self._finish(outcomes.REJECTED_CIRCUIT_OPEN)
+        raise CircuitOpenError(self.upstream.name, retry_in, request=self.request)
 
     def _reject_untraced(self) -> NoReturn:
         """A rejection like one already traced this second: counted, and an event on the caller's span.
@@ -200,23 +229,27 @@ class Call(AttemptPhases):
             return
         self._spanned = attempt
         current, outer = context.get_current(), self._outer_context
-        if current is outer:
+        if current is outer or outer is None:
             return  # no CLIENT span: opentelemetry-instrumentation-httpx is not active
-        span = trace.get_current_span(current)
-        if span is trace.get_current_span(outer) or not span.is_recording():
+        span: Any = current.get(_SPAN_KEY)  # trace.get_current_span(current), without its ABC isinstance check
+        if span is None or span is outer.get(_SPAN_KEY):
             return  # no CLIENT span: opentelemetry-instrumentation-httpx is not active
+        if type(span) not in _SPAN_TYPES:
+            if not isinstance(span, trace.Span):
+                return
+            _SPAN_TYPES.add(type(span))
+        if not span.is_recording():
+            return
         if attempt > 1:
             span.set_attribute("http.request.resend_count", attempt - 1)
-        if not self._url_checked:  # only an attempt with a span shows the URL
-            self._url_checked = True
-            url = self.request.url
-            if needs_redaction(url):
-                self._redacted_url = redact_url(url)
-        if self._redacted_url is not None:
+        if self.redact:
+            redacted = self._redacted_url
+            if redacted is None:
+                redacted = self._redacted_url = redact_url(self.request.url)
             # the instrumentation reports the URL as url.full, http.url (old semconv) or both
             present = getattr(span, "attributes", None) or {}
             for key in [k for k in _URL_KEYS if k in present] or ["url.full"]:
-                span.set_attribute(key, self._redacted_url)
+                span.set_attribute(key, redacted)
         if attempt == 1:
             self.first_attempt_span = span
 
@@ -225,27 +258,32 @@ class Call(AttemptPhases):
         """Seconds to wait before the next attempt, or None: the response is the answer."""
         status = response.status_code
         assert self.permit is not None
-        transitions: list[tuple[str, str]] = []
-        failed = pol.is_failure_status(status)
+        failed = status >= 500 or status == 429  # counts against the circuit; other 4xx never do
         end = None  # the attempt's end, read once for the quality sample, the slow check and the backoff
         if self.attempt_at is not None:
             end = _monotonic()
             self.upstream.recent.add(self.attempt_at, failed, end)
-        if failed:
-            self.upstream.circuit.record_failure(self.permit, str(status), transitions)
-        else:
-            self.upstream.circuit.record_success(self.permit, transitions)
-        if transitions:
-            self._state_events(transitions)
+        circuit = self.upstream.circuit
+        if failed or self.permit is not CLOSED_PERMIT or not circuit.calm:  # else nothing to record
+            transitions: list[tuple[str, str]] = []
+            if failed:
+                circuit.record_failure(self.permit, str(status), transitions)
+            else:
+                circuit.record_success(self.permit, transitions)
+            if transitions:
+                self._state_events(transitions)
         if status not in self.retry.retry_statuses:
-            self._finish(self._outcome(ok=not failed), status, end)
+            if failed:
+                self._finish(self._failed_outcome(), status, end)
+            else:
+                self._finish(outcomes.SUCCESS if self.attempt == 1 else outcomes.SUCCESS_AFTER_RETRY, status, end)
             return None
         retry_after = None
         if status in pol.RETRY_AFTER_STATUSES:
             retry_after = pol.parse_retry_after(response.headers.get("retry-after"))
         delay = self._next_delay(str(status), retry_after, end)
         if delay is None:
-            self._finish(self._outcome(ok=False), status, end)
+            self._finish(self._failed_outcome(), status, end)
         return delay
 
     def on_error(self, exc: Exception) -> float | None:
@@ -268,7 +306,7 @@ class Call(AttemptPhases):
                 self.end_attempt(end)  # its wait is a time_in_queue sample (phases.py)
                 self._finish(outcomes.POOL_TIMEOUT, exc, end)
             else:
-                self._finish(self._outcome(ok=False), exc, end)
+                self._finish(self._failed_outcome(), exc, end)
         return delay
 
     def abandon(self) -> None:
@@ -332,9 +370,7 @@ class Call(AttemptPhases):
             "hardening.retry.denied": why,
         })
 
-    def _outcome(self, ok: bool) -> str:
-        if ok:
-            return outcomes.SUCCESS if self.attempt <= 1 else outcomes.SUCCESS_AFTER_RETRY
+    def _failed_outcome(self) -> str:
         if self.denied == "retry_budget":
             return outcomes.REJECTED_RETRY_BUDGET
         return outcomes.FAILURE if self.attempt <= 1 else outcomes.FAILURE_AFTER_RETRY
@@ -368,8 +404,9 @@ class Call(AttemptPhases):
         return self.span
 
     # --- the attempt's context (deadline.py reads it: the deadline, and the attempt's start) -----
-    def __enter__(self) -> None:
+    def enter_attempt(self) -> None:
         """Run the next attempt: inside the INTERNAL span once there is one, and as ``ATTEMPT``.
+        (Not ``__enter__``: a ``with`` statement calls its methods through C, a plain call is inlined.)
 
         The request itself carries nothing of this: its extensions and timeouts stay the caller's.
         """
@@ -378,10 +415,10 @@ class Call(AttemptPhases):
             self._scope = trace.use_span(span, end_on_exit=False)
             self._scope.__enter__()
         self._outer_context = context.get_current()
-        self._token = ATTEMPT.set(self)
+        self._token = _enter_attempt(self)
 
-    def __exit__(self, *exc: object) -> None:
-        ATTEMPT.reset(self._token)
+    def exit_attempt(self) -> None:
+        _leave_attempt(self._token)
         scope = self._scope
         if scope is not None:
             self._scope = None

@@ -34,18 +34,19 @@ PHASE_BACKOFF = "hardening.phase.backoff"
 class AttemptPhases:
     """The phase clock of a logical call's attempts (a base of engine.Call)."""
 
-    # Class-level defaults: a call that never waits, connects or retries writes none of them.
-    queued_at = 0.0
+    # Set by the subclass's __init__ (engine.Call), all 0.0: slots are read fast on the request path.
+    __slots__ = ("_attempt_start", "_connect", "_dequeued", "_queue", "_sending", "backoff", "queued_at")
+    queued_at: float
     """When the current attempt arrived at a full pool (monotonic); 0.0 once it has a connection."""
-    _attempt_start = 0.0
+    _attempt_start: float
     """When the current attempt started, if it is not the first (the first starts with the call)."""
-    _dequeued = 0.0
+    _dequeued: float
     """When the current attempt got its connection after waiting for one."""
-    _queue = 0.0
-    _connect = 0.0
-    _sending = 0.0
+    _queue: float
+    _connect: float
+    _sending: float
     """From each attempt's start or connection to its end: connect + request + wait for headers."""
-    backoff = 0.0
+    backoff: float
     """Seconds the call waited between attempts."""
 
     if TYPE_CHECKING:

@@ -36,11 +36,6 @@ _LOCAL_ERRORS: tuple[type[Exception], ...] = (
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
-def is_failure_status(status: int) -> bool:
-    """A response that counts against the upstream's circuit: 5xx and 429, never other 4xx."""
-    return status >= 500 or status == 429
-
-
 def is_failure_error(exc: BaseException) -> bool:
     """An exception that counts against the upstream's circuit."""
     return isinstance(exc, httpx.TransportError) and not isinstance(exc, _LOCAL_ERRORS)

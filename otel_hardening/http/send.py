@@ -24,9 +24,9 @@ deadline.py (the deadline on sockets and the attempt's start).
 The loop of one logical request: take a circuit permit, send one attempt, ask the engine whether
 and how long to wait, wait, repeat. What it guarantees the host application:
 
-- Only httpx's errors (or the caller's) reach the caller. The engine's own bookkeeping runs under
-  :func:`_permit_next_attempt` and :func:`_delay_after`: if it ever fails, the failure is logged
-  once and the request carries on unhardened with the real response or error. ``CircuitOpenError``
+- Only httpx's errors (or the caller's) reach the caller. Each of the engine's steps runs in a
+  ``try`` of the loop: if one ever fails, the failure is counted (``hardening.bypassed``), logged
+  once, and the request carries on unhardened with the real response or error. ``CircuitOpenError``
   (an ``httpx.TransportError``) is the one error of this layer's own, raised only when a first
   attempt is refused.
 - Streams are never held back: the response is handed over as soon as its headers arrive, its body
@@ -45,7 +45,6 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import anyio
 import httpx
@@ -55,20 +54,7 @@ from otel_hardening.http import bypass
 from otel_hardening.http.engine import Call, Engine
 from otel_hardening.http.errors import CircuitOpenError
 
-T = TypeVar("T")
 Outcome = httpx.Response | Exception | None
-
-
-def _begin(engine: Engine, request: httpx.Request) -> Call | None:
-    if not engine.active():
-        return None
-    try:
-        return engine.begin(request)
-    except (TypeError, ValueError):
-        raise  # a bad request.extensions["hardening"] is the caller's error, said clearly
-    except Exception:
-        _failed()
-        return None
 
 
 def _failed() -> None:
@@ -77,17 +63,10 @@ def _failed() -> None:
              "otel_hardening: hardening failed for a request; it goes on unhardened", exc_info=True)
 
 
-def _permit_next_attempt(call: Call) -> bool | None:
-    """Whether the next attempt may go (``Call.before_attempt``); None when the engine failed: the call
-    goes on unhardened. ``CircuitOpenError`` reaches the caller."""
-    try:
-        return call.before_attempt()
-    except CircuitOpenError:
-        raise
-    except Exception:
-        _failed()
-        call.abandon()
-        return None
+def _engine_failed(call: Call) -> None:
+    """A step of the engine raised: logged once, counted, and the call goes on unhardened (None)."""
+    _failed()
+    call.abandon()
 
 
 def _last_answer(last: Outcome) -> httpx.Response:
@@ -96,16 +75,6 @@ def _last_answer(last: Outcome) -> httpx.Response:
         raise last
     assert last is not None
     return last
-
-
-def _delay_after(call: Call, step: Callable[[T], float | None], outcome: T) -> float | None:
-    """Seconds until the next attempt, or None: ``outcome`` is the answer (also if the engine failed)."""
-    try:
-        return step(outcome)
-    except Exception:
-        _failed()
-        call.abandon()
-        return None
 
 
 class HardenedSend:
@@ -128,13 +97,28 @@ class HardenedSend:
         return type(client)._send_single_request(client, request)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        call = _begin(self.engine, request)
-        if call is None:
+        # The engine's steps run inline (a Python call costs as much as a step's work), each guarded:
+        # if one raises, the failure is counted and logged once, and the call goes on unhardened.
+        engine = self.engine
+        if not engine.active:
+            return self._attempt(request)
+        try:
+            call = engine.begin(request)
+        except (TypeError, ValueError):
+            raise  # a bad request.extensions["hardening"] is the caller's error, said clearly
+        except Exception:
+            _failed()
             return self._attempt(request)
         last: Outcome = None
         try:
             while True:
-                permitted = _permit_next_attempt(call)
+                try:
+                    permitted = call.before_attempt()
+                except CircuitOpenError:
+                    raise
+                except Exception:
+                    _engine_failed(call)
+                    permitted = None
                 if permitted is False:
                     return _last_answer(last)
                 if isinstance(last, httpx.Response):
@@ -143,16 +127,27 @@ class HardenedSend:
                 if permitted is None:
                     return self._attempt(request)
                 try:
-                    with call:
+                    call.enter_attempt()
+                    try:
                         response = self._attempt(request)
+                    finally:
+                        call.exit_attempt()
                 except Exception as exc:
-                    delay = _delay_after(call, call.on_error, exc)
+                    try:
+                        delay = call.on_error(exc)
+                    except Exception:
+                        _engine_failed(call)
+                        delay = None
                     if delay is None:
-                        raise
+                        raise  # exc, as httpx raised it (the handler above, if it ran, is over)
                     last = exc
                 else:
                     last = response
-                    delay = _delay_after(call, call.on_response, response)
+                    try:
+                        delay = call.on_response(response)
+                    except Exception:
+                        _engine_failed(call)
+                        delay = None
                     if delay is None:
                         return response
                 time.sleep(delay)
@@ -182,13 +177,27 @@ class AsyncHardenedSend:
         return await type(client)._send_single_request(client, request)
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
-        call = _begin(self.engine, request)
-        if call is None:
+        # as HardenedSend.__call__
+        engine = self.engine
+        if not engine.active:
+            return await self._attempt(request)
+        try:
+            call = engine.begin(request)
+        except (TypeError, ValueError):
+            raise  # a bad request.extensions["hardening"] is the caller's error, said clearly
+        except Exception:
+            _failed()
             return await self._attempt(request)
         last: Outcome = None
         try:
             while True:
-                permitted = _permit_next_attempt(call)
+                try:
+                    permitted = call.before_attempt()
+                except CircuitOpenError:
+                    raise
+                except Exception:
+                    _engine_failed(call)
+                    permitted = None
                 if permitted is False:
                     return _last_answer(last)
                 if isinstance(last, httpx.Response):
@@ -197,16 +206,27 @@ class AsyncHardenedSend:
                 if permitted is None:
                     return await self._attempt(request)
                 try:
-                    with call:
+                    call.enter_attempt()
+                    try:
                         response = await self._attempt(request)
+                    finally:
+                        call.exit_attempt()
                 except Exception as exc:
-                    delay = _delay_after(call, call.on_error, exc)
+                    try:
+                        delay = call.on_error(exc)
+                    except Exception:
+                        _engine_failed(call)
+                        delay = None
                     if delay is None:
                         raise
                     last = exc
                 else:
                     last = response
-                    delay = _delay_after(call, call.on_response, response)
+                    try:
+                        delay = call.on_response(response)
+                    except Exception:
+                        _engine_failed(call)
+                        delay = None
                     if delay is None:
                         return response
                 await anyio.sleep(delay)

@@ -11,7 +11,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from otel_hardening.http.outcomes import CIRCUIT_STATES, FAILED_OUTCOMES, OUTCOMES, REJECTED_CIRCUIT_OPEN
+from otel_hardening.http.counting import ReadableCount
+from otel_hardening.http.outcomes import CIRCUIT_STATES, FAILED_OUTCOMES, OUTCOMES, REJECTED_CIRCUIT_OPEN, SUCCESS
 
 OVERFLOW = "_other"
 """The upstream name, ``server.address`` and circuit name of every upstream past ``max_series``."""
@@ -41,25 +42,55 @@ class Tally:
 
     A call adds to two numbers (its outcome, its attempts); calls, retries and failures are derived
     from them on read: only a rejected call makes no attempt, every other one makes its first.
+    A first-time success, nearly every call, is counted without the lock (``ReadableCount``) and
+    folded into the outcomes when they are read.
     """
 
-    __slots__ = ("_lock", "attempts", "outcomes", "slow")
+    __slots__ = ("_attempts", "_folded", "_lock", "_outcomes", "_successes", "slow")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.attempts = 0
-        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self._attempts = 0
+        self._outcomes = dict.fromkeys(OUTCOMES, 0)
+        self._successes = ReadableCount()
+        self._folded = 0
         self.slow = 0
         """Logical calls slower than their slow-request threshold (http/slow.py)."""
 
     def add(self, outcome: str, attempts: int) -> None:
+        if outcome is SUCCESS:  # one attempt, by definition
+            next(self._successes)
+            return
         with self._lock:
-            self.outcomes[outcome] += 1
-            self.attempts += attempts
+            self._outcomes[outcome] += 1
+            self._attempts += attempts
 
     def add_slow(self) -> None:
         with self._lock:
             self.slow += 1
+
+    def _fold(self) -> None:
+        """Move the lock-free successes into the outcomes (under ``_lock``)."""
+        successes = self._successes.total()
+        new = successes - self._folded
+        if new:
+            self._folded = successes
+            self._outcomes[SUCCESS] += new
+            self._attempts += new
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """A copy of the calls per outcome."""
+        with self._lock:
+            self._fold()
+            return dict(self._outcomes)
+
+    @property
+    def attempts(self) -> int:
+        """Attempts sent over the network (first attempts plus retries)."""
+        with self._lock:
+            self._fold()
+            return self._attempts
 
     @property
     def calls(self) -> int:
@@ -67,7 +98,10 @@ class Tally:
 
     @property
     def retries(self) -> int:
-        return self.attempts - self.calls + self.outcomes[REJECTED_CIRCUIT_OPEN]
+        with self._lock:
+            self._fold()
+            outcomes = self._outcomes
+            return self._attempts - sum(outcomes.values()) + outcomes[REJECTED_CIRCUIT_OPEN]
 
     @property
     def failures(self) -> int:
@@ -76,11 +110,14 @@ class Tally:
 
     def merge(self, other: Tally) -> None:
         """Add ``other``'s counts (read under its lock: never one call half counted)."""
-        mine = self.outcomes
         with other._lock:
-            self.attempts += other.attempts
-            self.slow += other.slow
-            for outcome, n in other.outcomes.items():
+            other._fold()
+            attempts, slow, theirs = other._attempts, other.slow, dict(other._outcomes)
+        with self._lock:
+            self._attempts += attempts
+            self.slow += slow
+            mine = self._outcomes
+            for outcome, n in theirs.items():
                 if n:
                     mine[outcome] += n
 

@@ -3,8 +3,9 @@
 Every (round, mode, variant) is its own process; within a round the variants run one after the
 other in an order rotated each round (1 2 3 4, 2 3 4 1, ...), so drift in machine load spreads over
 all of them. Figures are medians over rounds; the ratios 3/2 and 3/4 are medians of the per-round
-ratios (each round measures both back to back). Instructions come from callgrind (one run per
-variant and mode: the counts are steady enough that one is enough), for the sync and threads modes:
+ratios (each round measures both back to back). Instructions come from callgrind (the median of
+``count_runs`` runs per variant and mode: a run's figure moves by up to ±2.5 k instructions per
+request with type-cache collisions and thread timing), for the sync and threads modes:
 under valgrind's ~50x slowdown 200 concurrent asyncio tasks run into wall-clock waits (the loop's
 timeouts, the GIL's switch interval) that do not happen natively, and a run counted ~100 M
 instructions per request where native CPU time says ~15 M, so async is judged on CPU time alone.
@@ -53,6 +54,8 @@ class Plan:
     count_modes: tuple[str, ...]
     count_variants: tuple[int, ...]
     count_layer: bool
+    count_runs: int
+    """callgrind runs per variant and mode; the figure is their median."""
     layer_requests: int
     layer_rounds: int
     profile_requests: int
@@ -63,13 +66,15 @@ class Plan:
 QUICK = Plan(rounds=1, requests={"sync": 150, "threads": 160, "async": 100, "threads_slow": 64},
              warmup={"sync": 20, "threads": 32, "async": 0, "threads_slow": 16},
              count_requests={"sync": 10}, count_modes=("sync",),
-             count_variants=(3,), count_layer=False, layer_requests=1000, layer_rounds=3, profile_requests=1000)
+             count_variants=(3,), count_layer=False, count_runs=1, layer_requests=1000, layer_rounds=3,
+             profile_requests=1000)
 FULL = Plan(rounds=5, requests={"sync": 1000, "threads": 1200, "async": 400, "threads_slow": 480},
             # async: no warm-up, connections open in the run as in a burst: with 200 idle keep-alive
             # connections httpcore's pool polls every one of them per request (~100 ms CPU each)
             warmup={"sync": 200, "threads": 320, "async": 0, "threads_slow": 160},
             count_requests={"sync": 200, "threads": 320}, count_modes=("sync", "threads"),
-            count_variants=(1, 2, 3, 4), count_layer=True, layer_requests=5000, layer_rounds=7, profile_requests=5000)
+            count_variants=(1, 2, 3, 4), count_layer=True, count_runs=3,
+            layer_requests=5000, layer_rounds=7, profile_requests=5000)
 
 
 def _ratio(runs: dict[int, list[dict[str, Any]]], key: str, a: int, b: int) -> float:
@@ -113,7 +118,7 @@ def instructions(url: str, plan: Plan, log: Callable[[str], None]) -> dict[str, 
     if why:
         _upstream.loud(f"instruction counts SKIPPED: {why}")
         return {"skipped": why}
-    jobs = [(mode, v) for mode in plan.count_modes for v in plan.count_variants]
+    jobs = [(mode, v) for _ in range(plan.count_runs) for mode in plan.count_modes for v in plan.count_variants]
 
     def one(job: tuple[str, int]) -> tuple[str, int, float]:
         mode, v = job
@@ -121,14 +126,18 @@ def instructions(url: str, plan: Plan, log: Callable[[str], None]) -> dict[str, 
         spec = {"variant": v, "mode": mode, "url": url, "requests": n,
                 "warmup": plan.warmup[mode], "metric_interval": 3600.0}
         result = _callgrind.instructions("bench._worker", spec, CALLGRIND_ENV)
-        log(f"instructions {mode} variant {v}: {result['instructions'] / n / 1e6:.2f} M/request")
+        log(f"instructions {mode} variant {v}: {result['instructions'] / n / 1e6:.4f} M/request")
         return mode, v, result["instructions"] / n
 
     with ThreadPoolExecutor(2) as pool:  # valgrind runs one core per process; counts do not care
         done = list(pool.map(one, jobs))
-    out: dict[str, Any] = {}
+    runs: dict[tuple[str, int], list[float]] = {}
     for mode, v, per in done:
-        out.setdefault(mode, {})[str(v)] = per
+        runs.setdefault((mode, v), []).append(per)
+    out: dict[str, Any] = {}
+    for (mode, v), pers in runs.items():
+        out.setdefault(mode, {})[str(v)] = statistics.median(pers)
+        out[mode][f"runs_{v}"] = sorted(pers)
     for counts in out.values():
         for a, b in (("3", "2"), ("3", "4")):
             if a in counts and b in counts:

@@ -283,7 +283,8 @@ def _pool_entry(pool: Any, step: str) -> Callable[[httpcore.Request], Any]:
             deadline = attempt.deadline_at
             if deadline is not None:
                 left = max(0.001, deadline - time.monotonic())
-                pool_timeout = request.extensions.get("timeout", {}).get("pool")
+                timeouts = request.extensions.get("timeout")
+                pool_timeout = None if timeouts is None else timeouts.get("pool")
                 if pool_timeout is None or pool_timeout > left:
                     request = _bounded_pool_wait(request, left)
         return getattr(type(pool), step)(pool, request)

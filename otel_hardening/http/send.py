@@ -109,6 +109,9 @@ class HardenedSend:
         except Exception:
             _failed()
             return self._attempt(request)
+        previous, client = self.previous, self.client()  # HardenedSend._attempt, inlined
+        if previous is None and client is None:
+            raise RuntimeError("the httpx client was garbage-collected while sending")
         last: Outcome = None
         try:
             while True:
@@ -129,7 +132,11 @@ class HardenedSend:
                 try:
                     call.enter_attempt()
                     try:
-                        response = self._attempt(request)
+                        if previous is not None:
+                            response = previous(request)
+                        else:
+                            assert client is not None
+                            response = type(client)._send_single_request(client, request)
                     finally:
                         call.exit_attempt()
                 except Exception as exc:
@@ -188,6 +195,9 @@ class AsyncHardenedSend:
         except Exception:
             _failed()
             return await self._attempt(request)
+        previous, client = self.previous, self.client()  # HardenedSend._attempt, inlined
+        if previous is None and client is None:
+            raise RuntimeError("the httpx client was garbage-collected while sending")
         last: Outcome = None
         try:
             while True:
@@ -208,7 +218,11 @@ class AsyncHardenedSend:
                 try:
                     call.enter_attempt()
                     try:
-                        response = await self._attempt(request)
+                        if previous is not None:
+                            response = await previous(request)
+                        else:
+                            assert client is not None
+                            response = await type(client)._send_single_request(client, request)
                     finally:
                         call.exit_attempt()
                 except Exception as exc:

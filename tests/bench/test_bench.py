@@ -84,10 +84,17 @@ def _results(cpu_ratio: float, layer_us: float) -> dict[str, Any]:
 def test_goals_say_which_hold() -> None:
     held = {g["name"]: g["held"] for g in report.goals(_results(cpu_ratio=1.06, layer_us=19.0))}
     assert held["CPU 3/2, sync, 1 thread"] is False
-    assert held["instructions 3/2, sync, 1 thread"] is True
+    assert held["instructions 3/2, sync, 1 thread"] is False  # 1.025: issue 20's goal is 1.02
     assert held["the layer alone, CPU per request (canned transport)"] is True
     assert held["3 ahead of 4 (throughput 3/4), 16 threads, upstream answering in 10 ms"] is True
-    table = report.markdown(_results(cpu_ratio=1.06, layer_us=25.0))
+    results = _results(cpu_ratio=1.06, layer_us=25.0)
+    results["instructions"]["sync"].update(ratio_3_2=1.019, runs_3=[2.04e6, 2.05e6, 2.06e6])
+    results["layer"].update(layer_instructions=44_900.0, plain_instructions=550_000.0, hardened_instructions=594_900.0,
+                            layer_us_from_instructions=8.2)
+    table = report.markdown(results)
+    assert "| instructions 3/2, sync, 1 thread | 1.019 | ≤ 1.02 | yes |" in table
+    assert "| the layer alone, instructions per request (canned transport) | 44.9 k | ≤ 45 k | yes |" in table
+    assert "instructions from callgrind, the median of 3 runs each" in table
     assert "| CPU 3/2, sync, 1 thread | 1.060 | ≤ 1.05 | **no** |" in table
     assert "| the layer alone, CPU per request (canned transport) | 25.0 µs | ≤ 20 µs | **no** |" in table
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from opentelemetry import context as otel_context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 
 from otel_hardening import CircuitOpenError, CircuitPolicy, RetryPolicy
 from otel_hardening._redaction import redact_url
@@ -44,8 +46,18 @@ def everything_emitted(otel: Otel, caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(parts)
 
 
+@pytest.fixture(params=["api-runtime", "swapped-runtime"])
+def runtime(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The engine reads OpenTelemetry's context variable directly (engine._context_variable); a runtime
+    context swapped in later must be asked the public way, or the CLIENT span (and the redacted URL it
+    must carry) would go unseen."""
+    if request.param == "swapped-runtime":
+        monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", ContextVarsRuntimeContext())
+    return str(request.param)
+
+
 def test_credentials_never_leave_the_process(h: Harness, server: FlakyUpstream, traced_httpx: Otel,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+                                             caplog: pytest.LogCaptureFixture, runtime: str) -> None:
     caplog.set_level(logging.DEBUG)
     host = server.url.replace("http://", "")
     url = f"http://user:hunter2@{host}/p?token=tok-123&api_key=key-456&X-Goog-Signature=sig-789&page=2"

@@ -151,7 +151,8 @@ class Call(AttemptPhases):
         """When the current attempt started, if it is a network quality sample (quality.py), else None."""
         self.queued_at = self._attempt_start = self._dequeued = 0.0  # AttemptPhases' clocks
         self._queue = self._connect = self._sending = self.backoff = 0.0
-        idempotent = retry.retry_non_idempotent or pol.is_idempotent(request)
+        idempotent = (retry.retry_non_idempotent or request.method in pol.IDEMPOTENT_METHODS
+                      or "idempotency-key" in request.headers)
         enabled = True
         if "hardening" in request.extensions:
             options = pol.request_options(request.extensions)

@@ -25,7 +25,7 @@ from otel_hardening.http.hooks import usable
 from otel_hardening.http.one_span import quiet_inside
 from otel_hardening.http.pools import track
 from otel_hardening.http.registry import REGISTRY
-from otel_hardening.http.send import AsyncHardenedSend, HardenedSend
+from otel_hardening.http.send import AsyncHardenedSend, HardenedSend, hardened_send
 from otel_hardening.http.telemetry import Telemetry
 
 if TYPE_CHECKING:
@@ -138,9 +138,9 @@ def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> Non
 
     The transports stay the application's own; their connection pools get the deadline (deadline.py).
     """
-    current = vars(client).get("_send_single_request")
-    if isinstance(current, (HardenedSend, AsyncHardenedSend)):
-        current.engine = engine
+    hardened_before = hardened_send(client)
+    if hardened_before is not None:
+        hardened_before.engine = engine
         track(client, engine.telemetry)
         return
     if not usable(client):  # a private hook is missing or changed: logged, counted, left as it was
@@ -154,8 +154,8 @@ def wrap_client(client: httpx.Client | httpx.AsyncClient, engine: Engine) -> Non
         hardened = AsyncHardenedSend(client, engine)
     else:
         hardened = HardenedSend(client, engine)
-    hardened.previous = current  # someone else's instance-level step keeps running, per attempt
-    client._send_single_request = hardened  # type: ignore[method-assign]
+    hardened.previous = vars(client).get("_send_single_request")  # someone else's step runs per attempt
+    client._send_single_request = hardened.__call__  # type: ignore[method-assign]
     engine.clients.add(client)
     track_client(client)
     track(client, engine.telemetry)
@@ -170,8 +170,8 @@ def unwrap_clients(engine: Engine) -> int:
     """
     restored = 0
     for client in list(engine.clients):
-        hardened = vars(client).get("_send_single_request")
-        if isinstance(hardened, (HardenedSend, AsyncHardenedSend)) and hardened.engine is engine:
+        hardened = hardened_send(client)
+        if hardened is not None and hardened.engine is engine:
             if hardened.previous is None:
                 del client._send_single_request
             else:
@@ -182,4 +182,4 @@ def unwrap_clients(engine: Engine) -> int:
 
 
 def is_hardened(client: httpx.Client | httpx.AsyncClient) -> bool:
-    return isinstance(vars(client).get("_send_single_request"), (HardenedSend, AsyncHardenedSend))
+    return hardened_send(client) is not None

@@ -13,6 +13,7 @@ import backoff
 import httpx
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Requests safe to send again (RFC 9110 9.2.2); so is any request with an ``Idempotency-Key`` header."""
 
 # The request may never have reached the server, or the connection died under it: another
 # attempt has a fair chance. PoolTimeout is local saturation, and retrying it only adds load.
@@ -47,10 +48,6 @@ def is_retryable_error(exc: BaseException) -> bool:
 
 def error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
-
-
-def is_idempotent(request: httpx.Request) -> bool:
-    return request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
 
 
 def is_replayable(request: httpx.Request) -> bool:

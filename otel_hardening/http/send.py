@@ -77,8 +77,18 @@ def _last_answer(last: Outcome) -> httpx.Response:
     return last
 
 
+def hardened_send(client: httpx.Client | httpx.AsyncClient) -> HardenedSend | AsyncHardenedSend | None:
+    """The hardened send installed on ``client``, or None.
+
+    The client's ``_send_single_request`` is its bound ``__call__``: httpx calls a bound method about
+    twice as fast as an object's ``__call__`` (no special-method lookup, no call through C)."""
+    owner = getattr(vars(client).get("_send_single_request"), "__self__", None)
+    return owner if isinstance(owner, (HardenedSend, AsyncHardenedSend)) else None
+
+
 class HardenedSend:
-    """``client._send_single_request`` of a hardened ``httpx.Client``: the loop around each attempt."""
+    """``client._send_single_request`` (bound ``__call__``) of a hardened ``httpx.Client``: the loop
+    around each attempt."""
 
     __slots__ = ("client", "engine", "previous")
 

@@ -12,7 +12,7 @@ import logging
 import httpx
 
 from otel_hardening._logging import log_once
-from otel_hardening.http.send import AsyncHardenedSend, HardenedSend
+from otel_hardening.http.send import AsyncHardenedSend, HardenedSend, hardened_send
 from otel_hardening.outbox._outbox import EXTENSION, Outbox
 from otel_hardening.outbox._policy import NEVER_DEFERRED
 
@@ -50,8 +50,8 @@ def attach(client: httpx.Client | httpx.AsyncClient, outbox: Outbox, *, replays_
     if not isinstance(outbox, Outbox):
         raise TypeError(f"harden(outbox=...) takes an otel_hardening.outbox.Outbox or None, got "
                         f"{type(outbox).__name__}; e.g. outbox=Outbox('/var/lib/app/outbox.sqlite3', ...)")
-    current = vars(client).get("_send_single_request")
-    if not isinstance(current, (HardenedSend, AsyncHardenedSend)):
+    current = hardened_send(client)
+    if current is None:
         # harden() left the client as it was (its private hook changed: logged there); so is the outbox
         log_once("outbox:unhardened", logging.WARNING, "otel_hardening: a client could not be hardened, so "
                  "its failed writes are not deferred to the outbox %s", outbox.name)
@@ -65,5 +65,5 @@ def attach(client: httpx.Client | httpx.AsyncClient, outbox: Outbox, *, replays_
         else:
             hooked = OutboxSend(client, current.engine, outbox)
         hooked.previous = current.previous
-        client._send_single_request = hooked  # type: ignore[method-assign]
+        client._send_single_request = hooked.__call__  # type: ignore[method-assign]
     outbox.attach(client if replays_through else None, current.engine)

@@ -18,6 +18,7 @@ from otel_hardening import HardeningConfig, RetryPolicy
 from otel_hardening.config import BudgetPolicy
 from otel_hardening.health.config import HealthConfig
 from otel_hardening.http.harden import is_hardened
+from otel_hardening.http.send import hardened_send
 from otel_hardening.resources.config import ResourceConfig
 from otel_hardening.testing import FlakyUpstream, Reply
 from tests.conftest import Otel
@@ -184,13 +185,16 @@ def test_install_again_with_the_same_config_does_nothing_with_another_raises(ins
     with pytest.raises(ValueError, match=r"providers; call otel_hardening.uninstall\(\) first"):
         otel_hardening.install(CONFIG)  # the global providers are not the installed ones
     with httpx.Client() as client:  # still the first installation, untouched
-        engine = vars(client)["_send_single_request"].engine
+        sender = hardened_send(client)
+        assert sender is not None
+        engine = sender.engine
         assert engine.retry == CONFIG.retry and engine.telemetry.tracer is not None
     otel_hardening.uninstall()
     otel_hardening.install(other, tracer_provider=installed.tracer_provider,
                            meter_provider=installed.meter_provider)  # after uninstall(): applied
     with httpx.Client() as client:
-        assert vars(client)["_send_single_request"].engine.retry.max_attempts == 5
+        sender = hardened_send(client)
+        assert sender is not None and sender.engine.retry.max_attempts == 5
 
 
 def test_harden_after_install_inherits_the_installed_config_and_providers(otel: Otel,

@@ -40,7 +40,7 @@ from otel_hardening.demo._scenario import (
     outbox_policy,
 )
 from otel_hardening.demo._traffic import Traffic
-from otel_hardening.demo._view import PhaseResult, View
+from otel_hardening.demo._view import PLAIN_WIDTH, PhaseResult, View
 from otel_hardening.outbox import Outbox
 
 __all__ = ["DemoError", "DemoOptions", "run"]
@@ -88,8 +88,8 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
     timeline = Timeline.plan(tuple(by_name[n] for n in options.phases), options.duration)
     scale = options.time_scale or auto_time_scale(timeline)
     if console is None:
-        # plain: logs and CI, no terminal; wide enough that the summary table is not squeezed
-        console = Console(width=180, no_color=True, highlight=False) if options.plain else Console()
+        # plain: logs and CI, no terminal; wide enough that the summary table is never squeezed
+        console = Console(width=PLAIN_WIDTH, no_color=True, highlight=False) if options.plain else Console()
     try:
         telemetry = _otel.setup()
     except _otel.OtlpNotInstalled as exc:

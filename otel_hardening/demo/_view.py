@@ -65,6 +65,13 @@ class Recovery:
         return max(0.0, max(r.recovery_hold - (r.health_time - since) for since in self._since.values()))
 
 
+PLAIN_WIDTH = 1000
+"""The plain console's width (logs, CI, programs reading the summary table). The table's columns are
+no_wrap, so a console narrower than the table cuts headers and cells with an ellipsis; its natural width
+grows with what the cells hold (a circuit that went closed, open, half_open in one phase, a "(hold)"),
+and 180 columns was once too few. Lines of text are never padded to this width."""
+
+
 class View:
     """Renders readings; ``plain`` prints lines instead of a live screen."""
 

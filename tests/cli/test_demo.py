@@ -22,7 +22,7 @@ from rich.console import Console
 from otel_hardening.demo._readings import HuntSite, PoolReading, Reading, UpstreamReading
 from otel_hardening.demo._scenario import PHASES as PHASE_OBJECTS
 from otel_hardening.demo._summary import PhaseResult
-from otel_hardening.demo._view import View, upstream_headers
+from otel_hardening.demo._view import PLAIN_WIDTH, View, upstream_headers
 from otel_hardening.stack import free_port
 from otel_hardening.testing import closed_port
 
@@ -230,6 +230,27 @@ def test_summary_keeps_every_header_whole(width: int) -> None:
             assert re.search(rf"(?<![\w(]){re.escape(word)}(?![\w)])", table), f"{word!r} cut at {width}:\n{table}"
     assert "(hold)" in table and "recovery hold (30 s)" in text, text
     assert "half_open" in table and "1381" in table
+
+
+def test_the_plain_summary_table_is_never_cut() -> None:
+    """CI once saw the plain table lose its 'replayed' header: a phase's circuit went closed, open and
+    half_open, the cells grew past the plain console's 180 columns, and rich cut the headers."""
+    results = [PhaseResult(phase, 9.0, {"success": 1_381_000, "success_after_retry": 110_000, "failure": 21_000,
+                                        "rejected_circuit_open": 859_000, "rejected_retry_budget": 90_000}, 1_500_000.0,
+                           {"payments": {"closed", "open", "half_open"}}, "critical", phase.name == "leak",
+                           "otel_hardening/demo/_leak.py:21", {"payments": "closed"}, held=True)
+               for phase in PHASE_OBJECTS]
+    out = io.StringIO()
+    console = Console(width=PLAIN_WIDTH, no_color=True, highlight=False, file=out)
+    console.print(View(console, plain=True, phases=PHASE_OBJECTS).summary(results, _reading()))
+    text = out.getvalue()
+    table = text[:text.index("PASS")]
+    assert "…" not in table, table
+    header = next(line for line in table.splitlines() if re.match(r"^\| phase ", line))
+    for column in ("calls", "deferred", "replayed", "letters", "requests", "health", "leak"):
+        assert f" {column} " in header, header
+    assert "closed, open, half_open" in table and "critical (hold)" in table, table
+    assert max(len(line) for line in text.splitlines() if not line.startswith("|") and "(hold)" not in line) < 400
 
 
 def test_recovery_hold_is_shown_as_a_countdown_not_a_bare_critical() -> None:

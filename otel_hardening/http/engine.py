@@ -43,22 +43,22 @@ _CACHED_UPSTREAMS = 256
 _OPTION_KEYS = frozenset({"retry", "max_attempts", "idempotent", "deadline"})
 _SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, context.Context())))
 """The context key of the current span (the API's own, found through its public setter)."""
+_RUNTIME = getattr(context, "_RUNTIME_CONTEXT", None)
 
-def _context_variable() -> ContextVar[context.Context] | None:
+
+def _context_variable(runtime: object) -> ContextVar[context.Context] | None:
     """The variable behind ``opentelemetry.context.get_current()`` on the API's default runtime context.
 
     Read directly, the current context costs one C call instead of two Python ones, twice per attempt
     (``enter_attempt``, ``attempt_started``). Only while that runtime is the API's: another one (set by
     ``OTEL_PYTHON_CONTEXT``, or swapped in later) is asked through ``get_current()``."""
-    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
     variable = getattr(runtime, "_current_context", None)
     if type(runtime) is ContextVarsRuntimeContext and isinstance(variable, ContextVar):
         return variable
     return None
 
 
-_CONTEXT = _context_variable()
-_RUNTIME = getattr(context, "_RUNTIME_CONTEXT", None)
+_CONTEXT = _context_variable(_RUNTIME)
 
 
 # Bound once: a method of an imported object is looked up anew on each call (no cache on Python 3.11)
